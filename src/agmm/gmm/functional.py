@@ -1,0 +1,195 @@
+"""The AGMM++ Gaussian mixture (Eq. 1-9, 18) as pure functions on batched tensors.
+
+Shapes: ``B`` images, ``K`` classes of the dataset, ``C`` feature channels, ``N = h * w`` feature
+positions. Every class of the dataset has a slot; ``present`` (B, K) says which classes have a
+mixture component in each image (the paper's K_img). Absent slots get G = 0 and carry no gradient.
+
+Nothing here loops over classes or pixels: centres are weighted means (one ``bmm``), distances
+are one ``bmm`` (``sqeuclid``) or one ``cdist`` (``l1``), and labels are pooled with one
+``bincount``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+Distance = Literal["l1", "sqeuclid"]
+DISTANCES = ("l1", "sqeuclid")
+
+# Denominators of weighted means never drop below this (a class with no weight gets mu = 0 and is
+# masked out by ``present``; the floor only keeps the arithmetic finite).
+_EPS = 1e-8
+
+
+class GMMParams(NamedTuple):
+    """One fitted mixture: ``mu`` (B, K, C), ``sigma`` (B, K), ``probs`` G (B, K, N) in [0, 1]."""
+
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    probs: torch.Tensor
+    sq_dist: torch.Tensor  # d^2 (B, K, N) of every position to every centre
+
+
+def pool_labels(
+    weak_labels: torch.Tensor,
+    num_classes: int,
+    feature_size: tuple[int, int],
+    *,
+    ignore_index: int = 255,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Area-pool weak labels (B, H, W) onto the feature grid: returns weights (B, K, h*w).
+
+    ``weights[b, k, n]`` is the fraction of feature cell ``n`` covered by pixels labeled ``k``.
+    Every labeled pixel adds to the cell that contains it, so a single clicked pixel still gives its
+    cell a non-zero weight and therefore moves its class centre (no pixel is lost to striding).
+    Works for any H/h ratio, integer or not.
+    """
+    batch, height, width = weak_labels.shape
+    cells_h, cells_w = feature_size
+    labeled = weak_labels != ignore_index
+    b_idx, y_idx, x_idx = labeled.nonzero(as_tuple=True)
+    class_idx = weak_labels[b_idx, y_idx, x_idx].long()
+    # Pixel (y, x) lies in cell (floor(y * h / H), floor(x * w / W)): the same tiling that
+    # area interpolation and strided convolutions use.
+    cell_y = torch.div(y_idx * cells_h, height, rounding_mode="floor")
+    cell_x = torch.div(x_idx * cells_w, width, rounding_mode="floor")
+    flat = ((b_idx * num_classes + class_idx) * cells_h + cell_y) * cells_w + cell_x
+    counts = torch.bincount(flat, minlength=batch * num_classes * cells_h * cells_w)
+    cell_area = (height * width) / (cells_h * cells_w)
+    dtype = dtype or torch.get_default_dtype()
+    return (counts.to(dtype) / cell_area).view(
+        batch, num_classes, cells_h * cells_w
+    )
+
+
+def pool_valid_mask(
+    valid_mask: torch.Tensor, feature_size: tuple[int, int], *, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Fraction of each feature cell that is real image (not padding): (B, H, W) -> (B, h*w)."""
+    # Valid pixels become "class 0" and padding the ignore value, then pool like labels.
+    as_labels = (~valid_mask).long()
+    return pool_labels(as_labels, 1, feature_size, ignore_index=1, dtype=dtype)[:, 0]
+
+
+def squared_distance(feats: torch.Tensor, mu: torch.Tensor, kind: Distance = "l1") -> torch.Tensor:
+    """Channel-averaged distance d^2 between positions and centres (Eq. 3): returns (B, K, N).
+
+    ``feats``: (B, C, N); ``mu``: (B, K, C).
+
+    - ``l1``: d = mean_c |f_c - mu_c| (what the authors' CVPR'23 code computes), returned squared.
+    - ``sqeuclid``: d^2 = mean_c (f_c - mu_c)^2, i.e. d is the root-mean-square difference.
+    """
+    channels = feats.shape[1]
+    if kind == "sqeuclid":
+        # Expand (f - mu)^2 = f^2 - 2 f.mu + mu^2 so that no (B, K, C, N) tensor is ever built.
+        feat_sq = feats.pow(2).sum(dim=1, keepdim=True)  # (B, 1, N)
+        mu_sq = mu.pow(2).sum(dim=2, keepdim=True)  # (B, K, 1)
+        cross = torch.bmm(mu, feats)  # (B, K, N)
+        return (feat_sq - 2.0 * cross + mu_sq).clamp_min(0.0) / channels
+    if kind == "l1":
+        # cdist sums |f - mu| over channels without materialising the (B, N, K, C) differences.
+        dist = torch.cdist(feats.transpose(1, 2), mu, p=1.0)  # (B, N, K)
+        return (dist / channels).pow(2).transpose(1, 2)
+    raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
+
+
+def fit_components(
+    feats: torch.Tensor,
+    responsibilities: torch.Tensor,
+    present: torch.Tensor,
+    *,
+    distance: Distance = "l1",
+    sigma_floor: float = 0.05,
+) -> GMMParams:
+    """Fit centres and spreads from responsibilities, then predict G (Eq. 1-4 and 5-8).
+
+    ``feats``: (B, C, N); ``responsibilities``: (B, K, N) >= 0 (weak-label weights for the E-step,
+    G_old for the M-step); ``present``: (B, K) bool.
+
+    mu_k = sum_n r_kn f_n / sum_n r_kn (Eq. 1, 5); sigma_k = sqrt(sum_n r_kn d_kn^2 / sum_n r_kn)
+    floored at ``sigma_floor`` (Eq. 2, 6), so that a one-pixel class cannot divide by zero.
+    """
+    mass = responsibilities.sum(dim=2)  # (B, K)
+    safe_mass = mass.clamp_min(_EPS)
+    mu = torch.bmm(responsibilities, feats.transpose(1, 2)) / safe_mass.unsqueeze(2)  # (B, K, C)
+    sq_dist = squared_distance(feats, mu, distance)  # (B, K, N)
+    variance = (responsibilities * sq_dist).sum(dim=2) / safe_mass
+    sigma = variance.clamp_min(sigma_floor**2).sqrt()
+    probs = gmm_probabilities(sq_dist, sigma, present)
+    return GMMParams(mu=mu, sigma=sigma, probs=probs, sq_dist=sq_dist)
+
+
+def gmm_probabilities(
+    sq_dist: torch.Tensor, sigma: torch.Tensor, present: torch.Tensor
+) -> torch.Tensor:
+    """G_k(x) = exp(-d^2 / (2 sigma_k^2)) for present classes, 0 otherwise (Eq. 4, 8): (B, K, N).
+
+    The 1/sqrt(2 pi sigma^2) factor is dropped, as in the paper, so that G is in [0, 1].
+    """
+    exponent = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
+    return torch.exp(exponent) * present.unsqueeze(2).to(sq_dist.dtype)
+
+
+def hard_responsibilities(probs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """One-hot arg-max of G over the present classes: (B, K, N), zero where no class is present."""
+    masked = probs.masked_fill(~present.unsqueeze(2), -1.0)
+    winner = masked.argmax(dim=1)  # (B, N)
+    one_hot = F.one_hot(winner, probs.shape[1]).permute(0, 2, 1).to(probs.dtype)
+    return one_hot * present.unsqueeze(2).to(probs.dtype)
+
+
+def online_em(
+    feats: torch.Tensor,
+    label_weights: torch.Tensor,
+    present: torch.Tensor,
+    *,
+    valid_weights: torch.Tensor | None = None,
+    steps: int = 1,
+    responsibilities: Literal["soft", "hard"] = "soft",
+    distance: Distance = "l1",
+    sigma_floor: float = 0.05,
+) -> tuple[GMMParams, GMMParams]:
+    """E-step from the weak labels, then ``steps`` M-steps over all pixels (Sec. 3.3).
+
+    ``feats``: (B, C, N); ``label_weights``: (B, K, N) from :func:`pool_labels`; ``present``: (B, K);
+    ``valid_weights``: (B, N) fraction of each cell that is image rather than padding.
+    Returns ``(old, new)``: the E-step mixture (G_old) and the mixture after the last M-step
+    (G_new; the same object as ``old`` when ``steps == 0``). Gradients flow through every step.
+    """
+    old = fit_components(
+        feats, label_weights, present, distance=distance, sigma_floor=sigma_floor
+    )
+    current = old
+    for _ in range(steps):  # a handful of EM iterations, not a loop over classes or pixels
+        if responsibilities == "soft":
+            resp = current.probs
+        elif responsibilities == "hard":
+            resp = hard_responsibilities(current.probs, present)
+        else:
+            raise ValueError(f"responsibilities must be 'soft' or 'hard', got {responsibilities!r}")
+        if valid_weights is not None:
+            resp = resp * valid_weights.unsqueeze(1)
+        current = fit_components(feats, resp, present, distance=distance, sigma_floor=sigma_floor)
+    return old, current
+
+
+def assign_labels(
+    sq_dist: torch.Tensor, sigma: torch.Tensor, present: torch.Tensor, *, ignore_index: int = 255
+) -> torch.Tensor:
+    """Hard 'label assignment' baseline (Eq. 18): returns class ids (B, N), ``ignore_index`` elsewhere.
+
+    A position gets class i when d_i < sigma_i and d_j > sigma_j for every other present class j.
+    """
+    inside = (sq_dist < sigma.pow(2).unsqueeze(2)) & present.unsqueeze(2)  # (B, K, N)
+    exactly_one = inside.sum(dim=1) == 1
+    labels = inside.to(torch.uint8).argmax(dim=1)
+    return torch.where(exactly_one, labels, torch.full_like(labels, ignore_index))
+
+
+def centre_distance(mu: torch.Tensor, kind: Distance = "l1") -> torch.Tensor:
+    """Channel-averaged squared distance between every pair of centres: (B, K, C) -> (B, K, K)."""
+    return squared_distance(mu.transpose(1, 2), mu, kind)

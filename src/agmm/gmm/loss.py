@@ -1,0 +1,314 @@
+"""AGMMLoss: the AGMM++ GMM module and all its losses, as one drop-in ``nn.Module``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agmm.gmm import functional as gmm_fn
+from agmm.losses import (
+    centre_contrastive_loss,
+    classification_loss,
+    contrastive_loss,
+    partial_cross_entropy,
+    self_supervision_loss,
+    weak_loss,
+)
+
+CON_KINDS = ("eq14", "eq13")
+PSEUDO_LABEL_KINDS = ("gmm", "assign")
+TERM_NAMES = ("seg", "self", "weak", "con", "cls")
+
+
+class AGMMLoss(nn.Module):
+    """Adaptive GMM pseudo labels + L_seg, L_self, L_weak, L_con, L_cls (Eq. 1-17).
+
+    Holds the only parameters of the GMM module, the 1x1 "squeeze" convolution (Sec. 3.2); the GMM
+    itself is refitted for every image at every step from the weak labels. Training-only: the
+    segmenter alone is used at inference.
+
+    Example, bolted onto torchvision's DeepLabV3 (any model that gives decoder features and logits)::
+
+        import torch, torchvision
+        from agmm import AGMMLoss
+
+        net = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, num_classes=21)
+        features = {}
+        net.classifier[3].register_forward_hook(lambda m, i, o: features.update(f=o))  # 256 channels
+        criterion = AGMMLoss(in_channels=256, num_classes=21)
+        optimizer = torch.optim.SGD([*net.parameters(), *criterion.parameters()], lr=1e-3)
+
+        logits = net(images)["out"]                           # (B, 21, H, W)
+        out = criterion(features["f"], logits, weak_labels)    # weak_labels: (B, H, W), 255 = unlabeled
+        out["loss"].backward(); optimizer.step()
+        print(out["terms"])                                    # {"seg": ..., "self": ..., ...}
+
+    Args:
+        in_channels: channels of the decoder features handed to ``forward``.
+        num_classes: K, the number of classes of the dataset (logits' channels).
+        embed_dim: channels after the squeeze convolution (C').
+        distance: ``"l1"`` (mean |f - mu|) or ``"sqeuclid"`` (mean (f - mu)^2), Eq. 3.
+        sigma_floor: lower bound of every sigma, so that one-pixel classes stay finite.
+        oem_steps: online-EM M-steps (0 switches OEM off: G_new = G_old).
+        responsibilities: ``"soft"`` (G_old) or ``"hard"`` (its one-hot arg-max) in the M-step.
+        stop_gradient: ablation of Table 15: the GMM sees detached features, G is a fixed target,
+            and L_weak / L_con (which only train the GMM) are dropped.
+        use_gmm: False gives the L_seg-only baseline (plus L_cls when tags are given).
+        use_self, use_weak, use_con: switch single terms off (Tables 8, 12, 13).
+        con: ``"eq14"`` (AGMM++) or ``"eq13"`` (the CVPR'23 centre-only L_con, "con_old").
+        pseudo_labels: ``"gmm"`` (soft G in L_self) or ``"assign"`` (hard Eq. 18 labels with
+            cross-entropy instead, the "label assignment" baseline of Table 15).
+        lambda_*: weights of Eq. 15-17.
+        ignore_index: the unlabeled value in weak label maps.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        embed_dim: int = 64,
+        distance: gmm_fn.Distance = "l1",
+        sigma_floor: float = 0.05,
+        oem_steps: int = 1,
+        responsibilities: Literal["soft", "hard"] = "soft",
+        stop_gradient: bool = False,
+        use_gmm: bool = True,
+        use_self: bool = True,
+        use_weak: bool = True,
+        use_con: bool = True,
+        con: Literal["eq14", "eq13"] = "eq14",
+        pseudo_labels: Literal["gmm", "assign"] = "gmm",
+        lambda_seg: float = 1.0,
+        lambda_gmm: float = 1.0,
+        lambda_self: float = 1.0,
+        lambda_weak: float = 1.0,
+        lambda_con: float = 1.0,
+        lambda_cls: float = 1.0,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__()
+        _check_choice("distance", distance, gmm_fn.DISTANCES)
+        _check_choice("responsibilities", responsibilities, ("soft", "hard"))
+        _check_choice("con", con, CON_KINDS)
+        _check_choice("pseudo_labels", pseudo_labels, PSEUDO_LABEL_KINDS)
+        if oem_steps < 0:
+            raise ValueError(f"oem_steps must be >= 0, got {oem_steps}")
+        if sigma_floor <= 0:
+            raise ValueError(f"sigma_floor must be > 0, got {sigma_floor}")
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.squeeze = nn.Conv2d(in_channels, embed_dim, kernel_size=1)
+        self.distance = distance
+        self.sigma_floor = sigma_floor
+        self.oem_steps = oem_steps
+        self.responsibilities = responsibilities
+        self.stop_gradient = stop_gradient
+        self.use_gmm = use_gmm
+        self.use_self = use_self
+        self.use_weak = use_weak and not stop_gradient
+        self.use_con = use_con and not stop_gradient
+        self.con = con
+        self.pseudo_labels = pseudo_labels
+        self.lambdas = {
+            "seg": lambda_seg,
+            "self": lambda_gmm * lambda_self,
+            "weak": lambda_gmm * lambda_weak,
+            "con": lambda_gmm * lambda_con,
+            "cls": lambda_cls,
+        }
+        self.ignore_index = ignore_index
+
+    def fit_gmm(
+        self,
+        features: torch.Tensor,
+        weak_labels: torch.Tensor,
+        valid_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Fit the per-image mixtures and run OEM; no loss. Useful for pictures and pseudo labels.
+
+        Returns ``gmm_old``/``gmm_new`` (B, K, h, w), ``present`` (B, K), ``embeddings``
+        (B, C', h, w), the fitted ``old``/``new`` :class:`GMMParams` and the label weights (B, K, N).
+        """
+        batch, _, height, width = features.shape
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            embeddings = self.squeeze(features.float())  # the GMM runs in float32 under AMP
+            if self.stop_gradient:
+                embeddings = embeddings.detach()
+            feats = embeddings.flatten(2)  # (B, C', N)
+            label_weights = gmm_fn.pool_labels(
+                weak_labels,
+                self.num_classes,
+                (height, width),
+                ignore_index=self.ignore_index,
+                dtype=feats.dtype,
+            )
+            present = label_weights.sum(dim=2) > 0
+            valid_weights = None
+            if valid_mask is not None:
+                valid_weights = gmm_fn.pool_valid_mask(valid_mask, (height, width), dtype=feats.dtype)
+            old, new = gmm_fn.online_em(
+                feats,
+                label_weights,
+                present,
+                valid_weights=valid_weights,
+                steps=self.oem_steps,
+                responsibilities=self.responsibilities,
+                distance=self.distance,
+                sigma_floor=self.sigma_floor,
+            )
+        grid = (batch, self.num_classes, height, width)
+        return {
+            "gmm_old": old.probs.view(grid),
+            "gmm_new": new.probs.view(grid),
+            "present": present,
+            "embeddings": embeddings,
+            "old": old,
+            "new": new,
+            "label_weights": label_weights,
+        }
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        logits: torch.Tensor,
+        weak_labels: torch.Tensor,
+        *,
+        tags: torch.Tensor | None = None,
+        cls_logits: torch.Tensor | None = None,
+        valid_mask: torch.Tensor | None = None,
+    ) -> dict:
+        """Compute the AGMM++ loss.
+
+        Args:
+            features: (B, C, h, w) decoder features (any stride; h, w <= H, W).
+            logits: (B, K, H, W) segmentation logits at label resolution.
+            weak_labels: (B, H, W) integer class ids, ``ignore_index`` = unlabeled.
+            tags: (B, K) multi-hot image tags, for L_cls (with ``cls_logits``).
+            cls_logits: (B, K) image-level classification scores.
+            valid_mask: (B, H, W) bool, False on padding (excluded from L_self and OEM).
+
+        Returns:
+            ``loss`` (scalar), ``terms`` (name -> detached scalar, 0 for switched-off terms),
+            ``gmm_old`` / ``gmm_new`` (B, K, h, w) detached, ``present`` (B, K) bool.
+        """
+        self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask)
+        zero = logits.sum() * 0.0  # keeps every term attached to the graph (DDP needs that)
+        terms = dict.fromkeys(TERM_NAMES, zero)
+        terms["seg"] = partial_cross_entropy(logits, weak_labels, ignore_index=self.ignore_index)
+        gmm = None
+        if self.use_gmm:
+            gmm = self.fit_gmm(features, weak_labels, valid_mask)
+            terms.update(self._gmm_terms(gmm, logits, weak_labels, valid_mask))
+        if cls_logits is not None and tags is not None:
+            terms["cls"] = classification_loss(cls_logits, tags)
+        loss = sum(self.lambdas[name] * value for name, value in terms.items())
+        out = {"loss": loss, "terms": {name: value.detach() for name, value in terms.items()}}
+        if gmm is not None:
+            out.update(
+                gmm_old=gmm["gmm_old"].detach(),
+                gmm_new=gmm["gmm_new"].detach(),
+                present=gmm["present"],
+                embeddings=gmm["embeddings"].detach(),
+            )
+        return out
+
+    def _gmm_terms(
+        self,
+        gmm: dict,
+        logits: torch.Tensor,
+        weak_labels: torch.Tensor,
+        valid_mask: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        size = logits.shape[-2:]
+        present = gmm["present"]
+        new: gmm_fn.GMMParams = gmm["new"]
+        terms = {}
+        # G lives on the feature grid; bilinear upsampling puts it on the label grid, where
+        # L_self and L_weak compare it pixel by pixel with P and with the weak labels.
+        gmm_up = F.interpolate(gmm["gmm_new"], size=size, mode="bilinear", align_corners=False)
+        if self.use_self and self.pseudo_labels == "gmm":
+            target = gmm_up.detach() if self.stop_gradient else gmm_up
+            terms["self"] = self_supervision_loss(logits.float(), target, present, valid_mask)
+        elif self.use_self:  # Eq. 18 hard labels, cross-entropy on the assigned pixels
+            height, width = gmm["gmm_new"].shape[-2:]
+            assigned = gmm_fn.assign_labels(
+                new.sq_dist.detach(), new.sigma.detach(), present, ignore_index=self.ignore_index
+            ).view(-1, 1, height, width)
+            assigned = F.interpolate(assigned.float(), size=size, mode="nearest").long()[:, 0]
+            if valid_mask is not None:
+                assigned = assigned.masked_fill(~valid_mask, self.ignore_index)
+            terms["self"] = partial_cross_entropy(logits, assigned, ignore_index=self.ignore_index)
+        if self.use_weak:
+            terms["weak"] = weak_loss(gmm_up, weak_labels, present, ignore_index=self.ignore_index)
+        if self.use_con and self.con == "eq14":
+            terms["con"] = contrastive_loss(new.sq_dist, gmm["label_weights"], present)
+        elif self.use_con:
+            terms["con"] = centre_contrastive_loss(
+                gmm_fn.centre_distance(new.mu, self.distance), present
+            )
+        return terms
+
+    def _validate(self, features, logits, weak_labels, tags, cls_logits, valid_mask) -> None:
+        """Check shapes, dtypes and label values; the error says which argument and what was expected."""
+        _check_tensor("features", features, ndim=4, floating=True)
+        _check_tensor("logits", logits, ndim=4, floating=True)
+        _check_tensor("weak_labels", weak_labels, ndim=3, floating=False)
+        batch, channels = features.shape[:2]
+        if channels != self.in_channels:
+            raise ValueError(
+                f"features: expected {self.in_channels} channels (in_channels), got shape {tuple(features.shape)}"
+            )
+        if logits.shape[:2] != (batch, self.num_classes):
+            raise ValueError(
+                f"logits: expected shape ({batch}, {self.num_classes}, H, W) "
+                f"(batch of features, num_classes), got {tuple(logits.shape)}"
+            )
+        if weak_labels.shape != (batch, *logits.shape[2:]):
+            raise ValueError(
+                f"weak_labels: expected shape {(batch, *logits.shape[2:])} (B of features, H, W of "
+                f"logits), got {tuple(weak_labels.shape)}"
+            )
+        if features.shape[2] > logits.shape[2] or features.shape[3] > logits.shape[3]:
+            raise ValueError(
+                f"features: spatial size {tuple(features.shape[2:])} is larger than the label "
+                f"size {tuple(logits.shape[2:])}"
+            )
+        bad = (weak_labels < 0) | ((weak_labels >= self.num_classes) & (weak_labels != self.ignore_index))
+        if bool(bad.any()):
+            value = int(weak_labels[bad][0])
+            raise ValueError(
+                f"weak_labels: value {value} is not a class id in [0, {self.num_classes}) "
+                f"nor the unlabeled value {self.ignore_index}"
+            )
+        for name, tensor in (("tags", tags), ("cls_logits", cls_logits)):
+            if tensor is not None and tuple(tensor.shape) != (batch, self.num_classes):
+                raise ValueError(
+                    f"{name}: expected shape ({batch}, {self.num_classes}), got {tuple(tensor.shape)}"
+                )
+        if valid_mask is not None:
+            _check_tensor("valid_mask", valid_mask, ndim=3, floating=False)
+            if valid_mask.dtype != torch.bool or valid_mask.shape != weak_labels.shape:
+                raise ValueError(
+                    f"valid_mask: expected a bool tensor of shape {tuple(weak_labels.shape)}, "
+                    f"got {valid_mask.dtype} {tuple(valid_mask.shape)}"
+                )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_tensor(name: str, tensor, *, ndim: int, floating: bool) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(tensor.shape)}")
+    if floating and not tensor.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
+    if not floating and tensor.is_floating_point():
+        raise ValueError(f"{name}: expected an integer tensor, got {tensor.dtype}")
