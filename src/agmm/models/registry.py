@@ -1,0 +1,53 @@
+"""``build_model(name, ...)`` over the plain dict ``MODELS`` (name -> builder)."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from agmm.errors import ConfigError
+from agmm.models.deeplabv3plus import build_deeplabv3plus
+from agmm.models.vit import build_vit
+
+MODELS = {"deeplabv3plus": build_deeplabv3plus, "vit": build_vit}
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int,
+    backbone: str | None = None,
+    pretrained: bool | str | os.PathLike = False,
+    output_stride: int | None = 16,
+    cls_head: bool = False,
+    **kwargs,
+) -> nn.Module:
+    """Build a segmenter by name.
+
+    Args:
+        name: a key of ``MODELS``.
+        num_classes: K.
+        backbone: timm name; ``None`` = the model's default (``resnet101`` / ``vit_base_patch16_224``).
+        pretrained: ``False``, ``True`` (timm weights by name) or a path to a local state-dict file.
+        output_stride: 8 or 16 for DeepLabV3+; a ViT's stride is its patch size (16; ``None`` accepted).
+        cls_head: add the classification branch (``cls_logits``, ``cams``) for image tags.
+        **kwargs: model-specific keyword arguments (e.g. ``decoder_channels``, ``neck_channels``).
+
+    Returns:
+        a module whose ``forward(images (B, 3, H, W))`` returns ``{"logits": (B, K, H, W),
+        "features": (B, C, h, w)[, "cls_logits": (B, K), "cams": (B, K, h', w')]}``, with
+        ``feature_channels == C`` and ``parameter_groups()``.
+    """
+    if name not in MODELS:
+        raise ConfigError(f"model.name: unknown model {name!r}; valid names: {sorted(MODELS)}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"model.num_classes must be a positive integer, got {num_classes!r}")
+    return MODELS[name](
+        num_classes=num_classes,
+        backbone=backbone,
+        pretrained=pretrained,
+        output_stride=output_stride,
+        cls_head=cls_head,
+        **kwargs,
+    )

@@ -1,0 +1,145 @@
+"""Segmenters: output contract, strides, parameter groups, pretrained weights (all tiny, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from agmm.errors import CheckpointError, ConfigError
+from agmm.models import MODELS, build_model
+
+TINY = {"deeplabv3plus": "resnet18", "vit": "vit_tiny_patch16_224"}
+
+
+def _build(name, **kwargs):
+    return build_model(name, num_classes=3, backbone=TINY[name], **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_backward_gives_the_contract_shapes(name):
+    model = _build(name, cls_head=True)
+    images = torch.randn(2, 3, 64, 64)
+    out = model(images)
+    stride = 4 if name == "deeplabv3plus" else 16
+    assert out["logits"].shape == (2, 3, 64, 64)
+    assert out["features"].shape == (2, model.feature_channels, 64 // stride, 64 // stride)
+    assert model.feature_stride == stride
+    assert out["cls_logits"].shape == (2, 3)
+    assert out["cams"].shape[:2] == (2, 3)
+    loss = out["logits"].mean() + out["features"].mean() + out["cls_logits"].mean()
+    loss.backward()
+    assert model.classifier.weight.grad is not None
+    assert next(model.backbone.parameters()).grad is not None
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_cls_head_is_off_by_default(name):
+    out = _build(name)(torch.randn(1, 3, 32, 32))
+    assert set(out) == {"logits", "features"}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_cam_mean_equals_cls_logits(name):
+    model = _build(name, cls_head=True).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    torch.testing.assert_close(out["cams"].mean(dim=(2, 3)), out["cls_logits"])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_parameter_groups_cover_every_parameter_once(name):
+    model = _build(name, cls_head=True)
+    groups = model.parameter_groups()
+    assert [g["lr_mult"] for g in groups] == [1.0, 10.0]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in model.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.backbone.parameters()}
+
+
+def test_output_stride_8_and_16_give_their_feature_sizes():
+    images = torch.randn(1, 3, 64, 64)
+    for stride in (8, 16):
+        model = _build("deeplabv3plus", output_stride=stride, cls_head=True).eval()
+        with torch.no_grad():
+            out = model(images)
+        assert out["features"].shape[2:] == (16, 16)  # decoder: always 1/4
+        assert out["cams"].shape[2:] == (64 // stride, 64 // stride)  # last stage: 1/os
+
+
+def test_bad_output_stride_and_unknown_names_are_config_errors():
+    with pytest.raises(ConfigError, match="output_stride"):
+        _build("deeplabv3plus", output_stride=32)
+    with pytest.raises(ConfigError, match="output_stride"):
+        _build("vit", output_stride=8)
+    with pytest.raises(ConfigError, match="deeplabv3plus"):
+        build_model("unet", num_classes=3)
+    with pytest.raises(ConfigError, match="no_such_net"):
+        build_model("deeplabv3plus", num_classes=3, backbone="no_such_net")
+
+
+def test_deeplab_batch_of_one_works_in_eval_and_train():
+    model = _build("deeplabv3plus")
+    model.train()
+    model(torch.randn(1, 3, 64, 64))["logits"].mean().backward()
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 48, 40))["logits"].shape == (1, 3, 48, 40)
+
+
+def test_vit_pads_sizes_not_divisible_by_the_patch_and_crops_back():
+    model = _build("vit").eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 50, 70))
+    assert out["logits"].shape == (1, 3, 50, 70)
+    assert out["features"].shape[2:] == (4, 5)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_pretrained_path_loads_the_saved_backbone(name, tmp_path):
+    source = timm.create_model(TINY[name], pretrained=False)  # full ImageNet-layout model
+    path = tmp_path / "weights.pth"
+    torch.save({"state_dict": source.state_dict()}, path)
+    model = _build(name, pretrained=str(path))
+    expected = source.state_dict()
+    for key, value in model.backbone.state_dict().items():
+        torch.testing.assert_close(value, expected[key], msg=key)
+
+
+def test_missing_or_unfitting_weights_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="nowhere.pth.*not found"):
+        _build("deeplabv3plus", pretrained=str(tmp_path / "nowhere.pth"))
+    path = tmp_path / "vit.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
+    with pytest.raises(CheckpointError, match="vit.pth.*does not fit"):
+        _build("deeplabv3plus", pretrained=path)
+
+
+def test_pretrained_true_without_network_is_a_clear_error(monkeypatch):
+    real_create = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("no network")
+        return real_create(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(CheckpointError, match="resnet18.*pretrained="):
+        _build("deeplabv3plus", pretrained=True)
+
+
+# Backbone sizes without the ImageNet classifier, in millions (timm model cards minus the fc/head).
+PAPER_BACKBONES = [
+    ("deeplabv3plus", "resnet50", 23.51),
+    ("deeplabv3plus", "resnet101", 42.50),
+    ("vit", "vit_base_patch16_224", 85.80),
+]
+
+
+@pytest.mark.parametrize(("name", "backbone", "millions"), PAPER_BACKBONES)
+def test_paper_backbones_build_with_their_sizes(name, backbone, millions):
+    model = build_model(name, num_classes=21, backbone=backbone, output_stride=16)
+    count = sum(p.numel() for p in model.backbone.parameters()) / 1e6
+    assert count == pytest.approx(millions, rel=0.01)
+    assert model.feature_channels == 256
