@@ -1,0 +1,473 @@
+"""One config object per run: a dataclass tree filled from YAML, overridden by ``key=value``.
+
+``load_config("camvid/points", ["train.steps=20", "loss.distance=sqeuclid"])`` reads the shipped
+file ``agmm/configs/camvid/points.yaml`` (a path to any YAML file works too), merges the files named
+by its ``_base_`` key underneath it, applies the overrides (values parsed by YAML rules) and checks
+every key and type against the dataclasses below. Anything wrong raises
+:class:`agmm.errors.ConfigError` naming the key, before any model is built.
+
+Defaults are the paper's recipe (DeepLabV3+ R101, OS 8, SGD lr 1e-3 with 10x on the head, poly 0.9,
+crop 321, batch 16, all GMM terms and one OEM step on). A default that is not from the paper says
+where it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from agmm.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+Supervision = Literal["points", "scribbles", "blocks", "boxes", "tags", "full"]
+
+
+@dataclass
+class DataConfig:
+    name: str = "voc"
+    """A key of ``agmm.data.DATASETS`` (camvid, voc, coco, cityscapes, ade20k, folder, synthetic)."""
+    root: str | None = None
+    """Dataset folder; ignored by ``synthetic``."""
+    supervision: Supervision = "points"
+    weak_label_dir: str | None = None
+    """Folder of weak-label PNGs; None simulates them from the dense masks (seeded)."""
+    weak_label_args: dict[str, Any] = field(default_factory=dict)
+    """Simulator settings, e.g. ``{points_per_class: 3}`` (see ``agmm make-labels``)."""
+    dataset_args: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of the dataset class (e.g. ``image_size`` for synthetic)."""
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: int = 321
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    """Random rescale before the crop (DeepLab's usual 0.5-2.0; the paper defers to its baselines)."""
+    hflip: bool = True
+    color_jitter: float = 0.2
+    """Not in the paper; a mild default of ToCo/TEL-style training pipelines."""
+    eval_resize: float | None = None
+    """Resize factor of validation images (None = full size); CPU presets use 0.5."""
+    num_workers: int = 2
+    """DataLoader worker processes per training process."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "deeplabv3plus"
+    """A key of ``agmm.models.MODELS`` (deeplabv3plus, vit)."""
+    backbone: str = "resnet101"
+    pretrained: bool | str = True
+    """True = ImageNet weights by timm name, a string = local weights file, False = from scratch."""
+    output_stride: int = 8
+    cls_head: bool | None = None
+    """Classification head for online CAMs; None = on exactly when supervision is tags."""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of the model builder."""
+
+
+@dataclass
+class LossConfig:
+    """Keyword arguments of :class:`agmm.gmm.AGMMLoss` (see ``loss_kwargs``) plus engine switches."""
+
+    enabled: bool = True
+    """False trains with L_seg only (and L_cls for tags): the paper's baseline column."""
+    embed_dim: int = 64
+    """C' of the squeeze conv; the paper's code uses 64."""
+    distance: Literal["l1", "sqeuclid"] = "l1"
+    """l1 = what the authors' CVPR'23 code computes; docs/BENCHMARKS.md compares the two on CamVid."""
+    sigma_floor: float = 1e-3
+    """Not in the paper: only keeps one-pixel classes from dividing by zero."""
+    oem_steps: int = 1
+    responsibilities: Literal["soft", "hard"] = "soft"
+    stop_gradient: bool = False
+    use_self: bool = True
+    use_weak: bool = True
+    use_con: bool = True
+    con: Literal["eq14", "eq13"] = "eq14"
+    """eq14 = AGMM++'s pixel-to-centre contrast; eq13 = the CVPR'23 centre-to-centre ablation."""
+    pseudo_labels: Literal["gmm", "assignment"] = "gmm"
+    """gmm = soft G (Eq. 4); assignment = hard d < sigma labels (Eq. 18, Table 15 ablation)."""
+    lambda_seg: float = 1.0
+    lambda_gmm: float = 1.0
+    lambda_self: float = 1.0
+    lambda_weak: float = 1.0
+    lambda_con: float = 1.0
+    lambda_cls: float = 1.0
+    cam_warmup_steps: int = 1000
+    """Tags only: classification-only steps before CAM seeds feed L_seg and the GMM. Not in the
+    paper (it defers to ToCo); about 5 % of the schedule, like ToCo's warm-up."""
+    cam_args: dict[str, Any] = field(default_factory=dict)
+    """Tags only: keyword arguments of ``agmm.seeds.cam.cam_seeds`` (thresholds, refinement)."""
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``AGMMLoss`` (everything but the engine switches)."""
+        engine_only = {"enabled", "cam_warmup_steps", "cam_args"}
+        kwargs = {k: v for k, v in dataclasses.asdict(self).items() if k not in engine_only}
+        if not self.enabled:
+            kwargs.update(use_self=False, use_weak=False, use_con=False, oem_steps=0)
+        return kwargs
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    """Not in the paper's main text (its supplement is not public): a TEL/ToCo-scale schedule."""
+    batch_size: int = 16
+    """Images per optimiser step over all processes (each process takes batch_size / world)."""
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 1e-3
+    head_lr_mult: float = 10.0
+    """lr multiplier of the newly added layers (decoder, heads, GMM squeeze conv)."""
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    """Not in the paper: DeepLab's usual 1e-4 for SGD (ViT configs use the paper's 0.01)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    """Linear lr warm-up steps before the poly decay (0 = none, as in the paper)."""
+    grad_clip: float | None = None
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    """Mixed precision on CUDA (auto = bf16 where supported); always off on CPU."""
+    device: str = "auto"
+    """auto = this process's CUDA device (LOCAL_RANK) if any, else CPU; or e.g. "cpu", "cuda"."""
+    sync_bn: bool = True
+    """SyncBatchNorm when training on several GPUs."""
+    log_every: int = 20
+    val_every: int = 2000
+    """Steps between validations (0 = only at the end)."""
+    validate: bool = True
+    """False skips validation altogether (e.g. for quick experiments without a val split)."""
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 0
+    """Also keep step_<N>.pt for the newest N checkpoints (0 = only last.pt)."""
+    max_skipped_steps: int = 20
+    """Stop with an error after this many steps whose loss was not finite."""
+    track_pseudo_labels: bool = True
+    """Accumulate the mIoU of the GMM pseudo labels on training batches when masks are known."""
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    sliding: int | None = None
+    """Sliding-window crop size (None = whole image)."""
+    crf: bool = False
+    batch_size: int = 1
+    max_images: int | None = None
+    """Validate on the first N images only (None = the whole split)."""
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    output_dir: str = "runs/default"
+    name: str | None = None
+    """A label for reports and logs (defaults to the config file's name)."""
+
+    @property
+    def use_cls_head(self) -> bool:
+        if self.model.cls_head is None:
+            return self.data.supervision == "tags"
+        return self.model.cls_head
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def available_configs() -> list[str]:
+    """Names of the shipped configs, e.g. ``camvid/points``."""
+    return sorted(
+        str(p.relative_to(CONFIG_DIR).with_suffix(""))
+        for p in CONFIG_DIR.rglob("*.yaml")
+        if not p.name.startswith("_")
+    )
+
+
+def resolve_config_path(path_or_name: str | Path) -> Path:
+    """A YAML path as given, or a shipped config name (``camvid/points``, ``configs/voc/tags.yaml``)."""
+    path = Path(path_or_name).expanduser()
+    if path.is_file():
+        return path
+    name = str(path_or_name).removesuffix(".yaml").removesuffix(".yml")
+    name = name.removeprefix("configs/")
+    shipped = CONFIG_DIR / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(
+        f"config {str(path_or_name)!r} is neither a file nor a shipped config; "
+        f"shipped configs: {', '.join(available_configs())}"
+    )
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The merged dict of ``path`` and its ``_base_`` files (bases first, then this file)."""
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: _base_ includes form a cycle")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict = {}
+    for base in bases:
+        candidate = path.parent / base
+        base_path = candidate if candidate.is_file() else resolve_config_path(base)
+        merged = _deep_merge(merged, _read_yaml(base_path, (*chain, path)))
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(overrides: typing.Iterable[str]) -> dict:
+    """``["train.steps=20", "loss.distance=sqeuclid"]`` -> nested dict; values by YAML rules."""
+    tree: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(
+                f"override {item!r} is not of the form key=value (e.g. train.steps=20)"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {error}") from None
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return tree
+
+
+def load_config(
+    path_or_name: str | Path | None = None, overrides: typing.Iterable[str] = ()
+) -> Config:
+    """Read a config (shipped name or YAML path; None = defaults), apply overrides, validate.
+
+    Paths are not checked here (a config can be read on a machine without its data); call
+    :func:`validate_paths` before training, as :func:`agmm.engine.train.train` does.
+    """
+    data: dict = {}
+    name = None
+    if path_or_name is not None:
+        path = resolve_config_path(path_or_name)
+        data = _read_yaml(path)
+        name = _config_name(path)
+    data = _deep_merge(data, parse_overrides(overrides))
+    cfg = config_from_dict(data)
+    if cfg.name is None:
+        cfg.name = name
+    return cfg
+
+
+def _config_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(CONFIG_DIR).with_suffix(""))
+    except ValueError:
+        return path.stem
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build and validate a :class:`Config` from a plain dict (e.g. one stored in a checkpoint)."""
+    cfg = _build(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    """The config as YAML text, every key written out (what the run actually used)."""
+    return yaml.safe_dump(_plain(dataclasses.asdict(cfg)), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, checking keys and types against its fields."""
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys"
+            f"{' of ' + where if prefix else ''}: {', '.join(names)}"
+        )
+    kwargs = {key: _coerce(value, hints[key], f"{prefix}{key}") for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked against the type ``hint`` (ints accepted for floats), or ConfigError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arm in args:
+            if arm is type(None):
+                continue
+            try:
+                return _coerce(value, arm, key)
+            except ConfigError as error:
+                errors.append(error)
+        raise ConfigError(f"{key}: expected {_type_name(hint)}, got {_describe(value)}")
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        if isinstance(value, list | tuple):
+            return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is tuple:
+        if isinstance(value, list | tuple) and len(value) == len(args):
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:  # pragma: no cover - a field type this function does not know
+        raise TypeError(f"config field {key} has unsupported type {hint}")
+    raise ConfigError(f"{key}: expected {_type_name(hint)}, got {_describe(value)}")
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(hint))} numbers"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def validate(cfg: Config) -> None:
+    """Checks across fields (types were checked while building)."""
+    positive = {
+        "data.crop_size": cfg.data.crop_size,
+        "train.steps": cfg.train.steps,
+        "train.batch_size": cfg.train.batch_size,
+        "train.log_every": cfg.train.log_every,
+        "train.checkpoint_every": cfg.train.checkpoint_every,
+        "loss.embed_dim": cfg.loss.embed_dim,
+        "eval.batch_size": cfg.eval.batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    non_negative = {
+        "train.val_every": cfg.train.val_every,
+        "train.warmup_steps": cfg.train.warmup_steps,
+        "train.keep_checkpoints": cfg.train.keep_checkpoints,
+        "train.max_skipped_steps": cfg.train.max_skipped_steps,
+        "data.num_workers": cfg.data.num_workers,
+        "loss.oem_steps": cfg.loss.oem_steps,
+        "loss.cam_warmup_steps": cfg.loss.cam_warmup_steps,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {value}")
+    if cfg.train.lr <= 0:
+        raise ConfigError(f"train.lr: must be positive, got {cfg.train.lr}")
+    low, high = cfg.data.scale_range
+    if not 0 < low <= high:
+        raise ConfigError(f"data.scale_range: need 0 < low <= high, got {[low, high]}")
+    if not cfg.eval.scales or min(cfg.eval.scales) <= 0:
+        raise ConfigError(f"eval.scales: need positive scales, got {cfg.eval.scales}")
+    device = cfg.train.device
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"train.device: {device!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+    if cfg.data.supervision == "tags" and cfg.model.cls_head is False:
+        raise ConfigError("model.cls_head: image-tag supervision needs the classification head")
+
+
+def validate_paths(cfg: Config) -> None:
+    """Check that the files and folders the config names exist (done before training starts)."""
+    if cfg.data.name != "synthetic":
+        if cfg.data.root is None:
+            raise ConfigError(f"data.root: dataset {cfg.data.name!r} needs a root folder")
+        if not Path(cfg.data.root).expanduser().is_dir():
+            raise ConfigError(f"data.root: folder {cfg.data.root} does not exist")
+    if (
+        cfg.data.weak_label_dir is not None
+        and not Path(cfg.data.weak_label_dir).expanduser().is_dir()
+    ):
+        raise ConfigError(f"data.weak_label_dir: folder {cfg.data.weak_label_dir} does not exist")
+    if (
+        isinstance(cfg.model.pretrained, str)
+        and not Path(cfg.model.pretrained).expanduser().is_file()
+    ):
+        raise ConfigError(f"model.pretrained: weights file {cfg.model.pretrained} does not exist")
