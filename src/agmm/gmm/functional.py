@@ -61,9 +61,7 @@ def pool_labels(
     counts = torch.bincount(flat, minlength=batch * num_classes * cells_h * cells_w)
     cell_area = (height * width) / (cells_h * cells_w)
     dtype = dtype or torch.get_default_dtype()
-    return (counts.to(dtype) / cell_area).view(
-        batch, num_classes, cells_h * cells_w
-    )
+    return (counts.to(dtype) / cell_area).view(batch, num_classes, cells_h * cells_w)
 
 
 def pool_valid_mask(
@@ -160,9 +158,7 @@ def online_em(
     Returns ``(old, new)``: the E-step mixture (G_old) and the mixture after the last M-step
     (G_new; the same object as ``old`` when ``steps == 0``). Gradients flow through every step.
     """
-    old = fit_components(
-        feats, label_weights, present, distance=distance, sigma_floor=sigma_floor
-    )
+    old = fit_components(feats, label_weights, present, distance=distance, sigma_floor=sigma_floor)
     current = old
     for _ in range(steps):  # a handful of EM iterations, not a loop over classes or pixels
         if responsibilities == "soft":

@@ -35,7 +35,7 @@ class AGMMLoss(nn.Module):
         import torch, torchvision
         from agmm import AGMMLoss
 
-        net = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, num_classes=21)
+        net = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=21)
         features = {}
         net.classifier[3].register_forward_hook(lambda m, i, o: features.update(f=o))  # 256 channels
         criterion = AGMMLoss(in_channels=256, num_classes=21)
@@ -135,7 +135,8 @@ class AGMMLoss(nn.Module):
         """
         batch, _, height, width = features.shape
         with torch.autocast(device_type=features.device.type, enabled=False):
-            embeddings = self.squeeze(features.float())  # the GMM runs in float32 under AMP
+            # The GMM runs in the module's precision (float32, or float64 in tests), even under AMP.
+            embeddings = self.squeeze(features.to(self.squeeze.weight.dtype))
             if self.stop_gradient:
                 embeddings = embeddings.detach()
             feats = embeddings.flatten(2)  # (B, C', N)
@@ -149,7 +150,9 @@ class AGMMLoss(nn.Module):
             present = label_weights.sum(dim=2) > 0
             valid_weights = None
             if valid_mask is not None:
-                valid_weights = gmm_fn.pool_valid_mask(valid_mask, (height, width), dtype=feats.dtype)
+                valid_weights = gmm_fn.pool_valid_mask(
+                    valid_mask, (height, width), dtype=feats.dtype
+                )
             old, new = gmm_fn.online_em(
                 feats,
                 label_weights,
@@ -277,7 +280,9 @@ class AGMMLoss(nn.Module):
                 f"features: spatial size {tuple(features.shape[2:])} is larger than the label "
                 f"size {tuple(logits.shape[2:])}"
             )
-        bad = (weak_labels < 0) | ((weak_labels >= self.num_classes) & (weak_labels != self.ignore_index))
+        bad = (weak_labels < 0) | (
+            (weak_labels >= self.num_classes) & (weak_labels != self.ignore_index)
+        )
         if bool(bad.any()):
             value = int(weak_labels[bad][0])
             raise ValueError(

@@ -46,7 +46,11 @@ def self_supervision_loss(
 
 
 def weak_loss(
-    gmm_probs: torch.Tensor, weak_labels: torch.Tensor, present: torch.Tensor, *, ignore_index: int = 255
+    gmm_probs: torch.Tensor,
+    weak_labels: torch.Tensor,
+    present: torch.Tensor,
+    *,
+    ignore_index: int = 255,
 ) -> torch.Tensor:
     """L_weak = BCE(G, one-hot y) on labeled pixels and present classes (Eq. 12).
 

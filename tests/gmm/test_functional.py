@@ -1,0 +1,219 @@
+"""The GMM maths (Eq. 1-9, 18) against loop references, gradients, and invariants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agmm.gmm import functional as gmm_fn
+from tests.gmm import reference
+
+DISTANCES = ["l1", "sqeuclid"]
+
+
+def random_problem(
+    seed=0, batch=2, classes=4, channels=5, size=(12, 10), cells=(4, 5), density=0.15
+):
+    """Random features (B, C, N) and sparse weak labels (B, H, W), float64."""
+    gen = torch.Generator().manual_seed(seed)
+    feats = torch.randn(batch, channels, cells[0] * cells[1], generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, classes, (batch, *size), generator=gen)
+    unlabeled = torch.rand(batch, *size, generator=gen) > density
+    labels[unlabeled] = 255
+    return feats, labels
+
+
+def test_pool_labels_matches_pixel_loop():
+    _, labels = random_problem(size=(13, 11), cells=(4, 3))
+    expected = reference.pool_labels(labels, 4, (4, 3))
+    actual = gmm_fn.pool_labels(labels, 4, (4, 3), dtype=torch.float64)
+    torch.testing.assert_close(actual, expected)
+
+
+def test_one_pixel_label_survives_pooling_at_stride_8():
+    labels = torch.full((1, 64, 64), 255)
+    labels[0, 37, 5] = 2  # a single click
+    weights = gmm_fn.pool_labels(labels, 3, (8, 8), dtype=torch.float64)
+    assert weights.sum() > 0
+    assert weights[0, 2].nonzero().flatten().tolist() == [(37 // 8) * 8 + 5 // 8]
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
+def test_squared_distance_matches_loop(kind):
+    feats, _ = random_problem()
+    mu = torch.randn(2, 4, 5, dtype=torch.float64)
+    actual = gmm_fn.squared_distance(feats, mu, kind)
+    for b in range(2):
+        for k in range(4):
+            for n in range(feats.shape[2]):
+                assert actual[b, k, n].item() == pytest.approx(
+                    reference.distance_sq(feats[b, :, n], mu[b, k], kind), rel=1e-9, abs=1e-12
+                )
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
+def test_e_step_matches_reference(kind):
+    feats, labels = random_problem(seed=1)
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    fitted = gmm_fn.fit_components(feats, weights, present, distance=kind, sigma_floor=0.05)
+    mu, sigma, g = reference.fit(feats, weights, present, kind, 0.05)
+    torch.testing.assert_close(fitted.mu, mu)
+    torch.testing.assert_close(fitted.sigma, sigma)
+    torch.testing.assert_close(fitted.probs, g)
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
+@pytest.mark.parametrize("responsibilities", ["soft", "hard"])
+def test_m_steps_match_reference(kind, responsibilities):
+    feats, labels = random_problem(seed=2)
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    present[1, 0] = False  # an image where a class is absent
+    weights[1, 0] = 0
+    valid = torch.ones(2, 20, dtype=torch.float64)
+    valid[0, -3:] = 0  # padding cells
+    old, new = gmm_fn.online_em(
+        feats,
+        weights,
+        present,
+        valid_weights=valid,
+        steps=2,
+        responsibilities=responsibilities,
+        distance=kind,
+        sigma_floor=0.05,
+    )
+    _, _, g = reference.fit(feats, weights, present, kind, 0.05)
+    torch.testing.assert_close(old.probs, g)
+    for _ in range(2):
+        resp = reference.m_step_responsibilities(g, present, responsibilities) * valid[:, None]
+        mu, sigma, g = reference.fit(feats, resp, present, kind, 0.05)
+    torch.testing.assert_close(new.mu, mu)
+    torch.testing.assert_close(new.sigma, sigma)
+    torch.testing.assert_close(new.probs, g)
+
+
+def test_zero_oem_steps_returns_the_e_step():
+    feats, labels = random_problem()
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    old, new = gmm_fn.online_em(feats, weights, weights.sum(2) > 0, steps=0)
+    assert new is old
+
+
+def test_assign_labels_matches_eq18_loop():
+    feats, labels = random_problem(seed=3)
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    fitted = gmm_fn.fit_components(feats, weights, present, sigma_floor=0.05)
+    expected = reference.assign(fitted.sq_dist, fitted.sigma, present)
+    actual = gmm_fn.assign_labels(fitted.sq_dist, fitted.sigma, present)
+    assert torch.equal(actual, expected)
+    assert (actual != 255).any()
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
+@pytest.mark.parametrize("responsibilities", ["soft", "hard"])
+def test_gradcheck_through_oem(kind, responsibilities):
+    gen = torch.Generator().manual_seed(4)
+    feats = torch.randn(1, 3, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    # Spread label mass over several cells so that no centre coincides with a feature (|x| at 0).
+    weights = torch.rand(1, 2, 6, generator=gen, dtype=torch.float64) * (
+        torch.rand(1, 2, 6, generator=gen) > 0.3
+    )
+    weights[0, :, 0] = 0.5
+    present = torch.tensor([[True, True]])
+
+    def run(f):
+        old, new = gmm_fn.online_em(
+            f,
+            weights,
+            present,
+            steps=1,
+            distance=kind,
+            responsibilities=responsibilities,
+            sigma_floor=1e-3,
+        )
+        return old.probs, new.probs, new.mu, new.sigma
+
+    assert torch.autograd.gradcheck(run, (feats,), eps=1e-6, atol=1e-5)
+
+
+def test_gradients_reach_features_through_the_gmm():
+    feats, labels = random_problem()
+    feats.requires_grad_(True)
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    _, new = gmm_fn.online_em(feats, weights, weights.sum(2) > 0, steps=1)
+    new.probs.sum().backward()
+    assert feats.grad.abs().sum() > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    classes=st.integers(1, 5),
+    density=st.sampled_from([0.0, 0.002, 0.05, 0.5, 1.0]),
+    kind=st.sampled_from(DISTANCES),
+    responsibilities=st.sampled_from(["soft", "hard"]),
+    steps=st.integers(0, 2),
+)
+def test_gmm_is_finite_and_in_unit_interval(seed, classes, density, kind, responsibilities, steps):
+    """Holds for empty images, one-pixel classes, a single class and fully labeled images."""
+    feats, labels = random_problem(seed=seed, classes=classes, density=density)
+    weights = gmm_fn.pool_labels(labels, classes, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    old, new = gmm_fn.online_em(
+        feats, weights, present, steps=steps, distance=kind, responsibilities=responsibilities
+    )
+    for params in (old, new):
+        assert torch.isfinite(params.probs).all() and torch.isfinite(params.sigma).all()
+        assert params.probs.min() >= 0 and params.probs.max() <= 1
+        assert (params.probs[~present] == 0).all()  # absent classes get G = 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from(DISTANCES))
+def test_permuting_class_ids_permutes_the_output(seed, kind):
+    feats, labels = random_problem(seed=seed, density=0.3)
+    perm = torch.randperm(4, generator=torch.Generator().manual_seed(seed))
+    relabeled = labels.clone()
+    labeled = labels != 255
+    relabeled[labeled] = perm[labels[labeled]]
+    outs = []
+    for lab in (labels, relabeled):
+        weights = gmm_fn.pool_labels(lab, 4, (4, 5), dtype=torch.float64)
+        outs.append(gmm_fn.online_em(feats, weights, weights.sum(2) > 0, steps=1, distance=kind)[1])
+    # class perm[k] after relabeling is class k before
+    torch.testing.assert_close(outs[1].probs[:, perm], outs[0].probs)
+    torch.testing.assert_close(outs[1].mu[:, perm], outs[0].mu)
+
+
+def test_one_pixel_label_moves_its_centre():
+    """A single clicked pixel at input resolution changes mu of its class (no label is lost)."""
+    feats = torch.randn(1, 4, 16, dtype=torch.float64)
+    labels = torch.full((1, 32, 32), 255)
+    labels[0, 0:16, 0:16] = 0  # a block of class 0
+    before = gmm_fn.pool_labels(labels, 2, (4, 4), dtype=torch.float64)
+    labels[0, 29, 30] = 0  # one more click of class 0, far away
+    after = gmm_fn.pool_labels(labels, 2, (4, 4), dtype=torch.float64)
+    mu_before = gmm_fn.fit_components(feats, before, before.sum(2) > 0).mu
+    mu_after = gmm_fn.fit_components(feats, after, after.sum(2) > 0).mu
+    assert not torch.allclose(mu_before[0, 0], mu_after[0, 0])
+
+
+def test_one_pixel_class_has_floored_sigma_and_peaks_at_its_pixel():
+    feats = torch.randn(1, 4, 16, dtype=torch.float64)
+    labels = torch.full((1, 16, 16), 255)
+    labels[0, 5, 9] = 1
+    weights = gmm_fn.pool_labels(labels, 2, (4, 4), dtype=torch.float64)
+    fitted = gmm_fn.fit_components(feats, weights, weights.sum(2) > 0, sigma_floor=0.1)
+    assert fitted.sigma[0, 1].item() == pytest.approx(0.1)
+    cell = (5 // 4) * 4 + 9 // 4
+    assert fitted.probs[0, 1, cell].item() == pytest.approx(1.0)
+    assert (fitted.probs[0, 0] == 0).all()
+
+
+def test_unknown_distance_is_rejected():
+    with pytest.raises(ValueError, match="distance must be one of"):
+        gmm_fn.squared_distance(torch.zeros(1, 2, 3), torch.zeros(1, 1, 2), "cosine")

@@ -1,0 +1,265 @@
+"""AGMMLoss: every term against the loop references, switches, robustness, bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agmm import AGMMLoss
+from agmm.gmm import functional as gmm_fn
+from tests.gmm import reference
+
+K = 4
+
+
+def make_batch(seed=0, batch=2, size=(16, 12), stride=4, channels=6, density=0.1, classes=K):
+    gen = torch.Generator().manual_seed(seed)
+    h, w = size[0] // stride, size[1] // stride
+    features = torch.randn(batch, channels, h, w, generator=gen, dtype=torch.float64)
+    logits = torch.randn(batch, classes, *size, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, classes, (batch, *size), generator=gen)
+    labels[torch.rand(batch, *size, generator=gen) > density] = 255
+    return features, logits, labels
+
+
+def make_loss(**kwargs):
+    torch.manual_seed(0)
+    return AGMMLoss(in_channels=6, num_classes=K, embed_dim=5, **kwargs).double()
+
+
+@pytest.mark.parametrize("distance", ["l1", "sqeuclid"])
+@pytest.mark.parametrize("con", ["eq14", "eq13"])
+def test_terms_match_the_loop_reference(distance, con):
+    features, logits, labels = make_batch()
+    valid = torch.ones(labels.shape, dtype=torch.bool)
+    valid[1, :, -4:] = False
+    criterion = make_loss(distance=distance, con=con)
+    out = criterion(features, logits, labels, valid_mask=valid)
+
+    feats = criterion.squeeze(features).flatten(2).detach()
+    weights = reference.pool_labels(labels, K, (4, 3))
+    present = weights.sum(2) > 0
+    valid_cells = gmm_fn.pool_valid_mask(valid, (4, 3), dtype=torch.float64)
+    _, _, g_old = reference.fit(feats, weights, present, distance, criterion.sigma_floor)
+    mu, sigma, g_new = reference.fit(
+        feats, g_old * valid_cells[:, None], present, distance, criterion.sigma_floor
+    )
+    g_up = F.interpolate(
+        g_new.view(2, K, 4, 3), size=(16, 12), mode="bilinear", align_corners=False
+    )
+
+    assert out["terms"]["seg"].item() == pytest.approx(
+        F.cross_entropy(logits, labels, ignore_index=255).item(), rel=1e-9
+    )
+    assert out["terms"]["self"].item() == pytest.approx(
+        reference.self_loss(logits, g_up, present, valid), rel=1e-6
+    )
+    assert out["terms"]["weak"].item() == pytest.approx(
+        reference.weak_loss(g_up, labels, present), rel=1e-6
+    )
+    if con == "eq14":
+        sq_dist = torch.stack(
+            [
+                torch.tensor(
+                    [
+                        [
+                            reference.distance_sq(feats[b, :, n], mu[b, k], distance)
+                            for n in range(12)
+                        ]
+                        for k in range(K)
+                    ]
+                )
+                for b in range(2)
+            ]
+        )
+        expected_con = reference.contrastive_eq14(sq_dist, weights, present)
+    else:
+        expected_con = reference.contrastive_eq13(mu, present, distance)
+    assert out["terms"]["con"].item() == pytest.approx(expected_con, rel=1e-6)
+    torch.testing.assert_close(out["gmm_old"], g_old.view(2, K, 4, 3))
+    torch.testing.assert_close(out["gmm_new"], g_new.view(2, K, 4, 3))
+    total = sum(out["terms"][name] for name in ("seg", "self", "weak", "con"))
+    assert out["loss"].item() == pytest.approx(total.item(), rel=1e-9)
+
+
+def test_lambdas_weight_the_terms():
+    features, logits, labels = make_batch()
+    plain = make_loss()(features, logits, labels)
+    weighted = make_loss(
+        lambda_seg=2.0, lambda_gmm=0.5, lambda_self=3.0, lambda_weak=0.0, lambda_con=1.0
+    )(features, logits, labels)
+    t = plain["terms"]
+    expected = 2.0 * t["seg"] + 0.5 * (3.0 * t["self"] + 0.0 * t["weak"] + 1.0 * t["con"])
+    assert weighted["loss"].item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_cls_term_uses_tags():
+    features, logits, labels = make_batch()
+    cls_logits = torch.randn(2, K, dtype=torch.float64)
+    tags = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=torch.float64)
+    out = make_loss(lambda_cls=0.5)(features, logits, labels, tags=tags, cls_logits=cls_logits)
+    expected = F.multilabel_soft_margin_loss(cls_logits, tags)
+    assert out["terms"]["cls"].item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize(
+    "flags,zero_terms",
+    [
+        ({"use_gmm": False}, {"self", "weak", "con"}),
+        ({"use_self": False}, {"self"}),
+        ({"use_weak": False}, {"weak"}),
+        ({"use_con": False}, {"con"}),
+        ({"stop_gradient": True}, {"weak", "con"}),
+    ],
+)
+def test_each_term_can_be_switched_off(flags, zero_terms):
+    features, logits, labels = make_batch()
+    out = make_loss(**flags)(features, logits, labels)
+    for name in ("self", "weak", "con"):
+        assert (out["terms"][name] == 0).item() == (name in zero_terms), name
+
+
+def test_oem_off_gives_g_new_equal_to_g_old():
+    features, logits, labels = make_batch()
+    out = make_loss(oem_steps=0)(features, logits, labels)
+    assert torch.equal(out["gmm_new"], out["gmm_old"])
+    out = make_loss(oem_steps=1)(features, logits, labels)
+    assert not torch.allclose(out["gmm_new"], out["gmm_old"])
+
+
+def test_stop_gradient_keeps_the_squeeze_conv_out_of_the_graph():
+    features, logits, labels = make_batch()
+    logits.requires_grad_(True)
+    criterion = make_loss(stop_gradient=True)
+    criterion(features, logits, labels)["loss"].backward()
+    assert criterion.squeeze.weight.grad is None
+    assert logits.grad.abs().sum() > 0
+    criterion = make_loss()
+    criterion(features, logits, labels)["loss"].backward()
+    assert criterion.squeeze.weight.grad.abs().sum() > 0
+
+
+def test_label_assignment_mode_trains_on_eq18_labels():
+    features, logits, labels = make_batch(density=0.3)
+    criterion = make_loss(pseudo_labels="assign")
+    out = criterion(features, logits, labels)
+    fitted = criterion.fit_gmm(features, labels)
+    assigned = gmm_fn.assign_labels(
+        fitted["new"].sq_dist, fitted["new"].sigma, fitted["present"]
+    ).view(2, 1, 4, 3)
+    assigned = F.interpolate(assigned.double(), size=(16, 12), mode="nearest").long()[:, 0]
+    expected = F.cross_entropy(logits, assigned, ignore_index=255)
+    assert out["terms"]["self"].item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_one_pixel_label_at_input_resolution_shapes_g(stride):
+    """A click at full resolution with features at 1/4 or 1/8 still makes its class present."""
+    features, logits, _ = make_batch(size=(32, 32), stride=stride)
+    labels = torch.full((2, 32, 32), 255)
+    labels[0, 17, 3] = 2
+    out = make_loss()(features, logits, labels)
+    assert out["present"][0].tolist() == [False, False, True, False]
+    cell = (17 // stride, 3 // stride)
+    assert out["gmm_old"][0, 2][cell].item() == pytest.approx(1.0)
+    assert out["terms"]["weak"] > 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    density=st.sampled_from([0.0, 0.003, 0.2, 1.0]),
+    classes=st.integers(1, 4),
+    distance=st.sampled_from(["l1", "sqeuclid"]),
+)
+def test_loss_and_gradients_are_finite(seed, density, classes, distance):
+    """Empty images, all-ignored crops, one-pixel and single classes never give NaN or inf."""
+    features, logits, labels = make_batch(seed=seed, density=density, classes=classes)
+    labels[labels >= classes] = 255
+    features.requires_grad_(True)
+    logits.requires_grad_(True)
+    torch.manual_seed(0)
+    criterion = AGMMLoss(
+        in_channels=6, num_classes=classes, embed_dim=5, distance=distance
+    ).double()
+    out = criterion(features, logits, labels)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert torch.isfinite(features.grad).all() and torch.isfinite(logits.grad).all()
+    assert out["gmm_new"].min() >= 0 and out["gmm_new"].max() <= 1
+
+
+def test_all_ignored_batch_gives_zero_gmm_terms_but_a_graph():
+    features, logits, _ = make_batch()
+    logits.requires_grad_(True)
+    labels = torch.full((2, 16, 12), 255)
+    out = make_loss()(features, logits, labels)
+    assert all(value == 0 for value in out["terms"].values())
+    out["loss"].backward()  # attached to the graph, so DDP and optimisers see every parameter
+    assert logits.grad is not None
+
+
+def test_runs_in_float32_under_autocast():
+    features, logits, labels = make_batch()
+    criterion = AGMMLoss(in_channels=6, num_classes=K)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = criterion(features.float().bfloat16(), logits.float(), labels)
+    assert out["gmm_new"].dtype == torch.float32
+    assert torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda f, g, y: (f[:, :3], g, y), "features: expected 6 channels"),
+        (lambda f, g, y: (f, g[:, :3], y), "logits: expected shape"),
+        (lambda f, g, y: (f, g, y[:, :5]), "weak_labels: expected shape"),
+        (lambda f, g, y: (f, g, y.float()), "weak_labels: expected an integer tensor"),
+        (lambda f, g, y: (f.long(), g, y), "features: expected a floating-point tensor"),
+        (lambda f, g, y: (f[0], g, y), "features: expected 4 dimensions"),
+        (
+            lambda f, g, y: (f, g, y.masked_fill(y == 1, 7)),
+            "weak_labels: value 7 is not a class id",
+        ),
+        (lambda f, g, y: (f, g, y.masked_fill(y == 1, -1)), "weak_labels: value -1"),
+    ],
+)
+def test_bad_input_names_the_argument(mutate, message):
+    features, logits, labels = make_batch(density=0.5)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_loss()(*mutate(features, logits, labels))
+
+
+def test_bad_tags_and_options_are_rejected():
+    features, logits, labels = make_batch()
+    with pytest.raises(ValueError, match="tags: expected shape"):
+        make_loss()(features, logits, labels, tags=torch.zeros(2, 3), cls_logits=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="valid_mask"):
+        make_loss()(features, logits, labels, valid_mask=torch.ones(2, 16, 12))
+    with pytest.raises(ValueError, match="distance must be one of"):
+        AGMMLoss(in_channels=6, num_classes=K, distance="cosine")
+    with pytest.raises(ValueError, match="con must be one of"):
+        AGMMLoss(in_channels=6, num_classes=K, con="old")
+
+
+def test_docstring_example_runs_on_torchvision_deeplab():
+    """The usage example in AGMMLoss's docstring works as written."""
+    doc = AGMMLoss.__doc__
+    code = "\n".join(
+        line[8:]
+        for line in doc.split("::", 1)[1].split("\n\n    Args:")[0].splitlines()
+        if line.strip()
+    )
+    images = torch.randn(2, 3, 64, 64)
+    weak_labels = torch.full((2, 64, 64), 255)
+    weak_labels[0, 10:14, 10:14] = 3
+    weak_labels[1, 40, 50] = 15
+    namespace = {"images": images, "weak_labels": weak_labels, "print": lambda *a: None}
+    exec(compile(code, "AGMMLoss.__doc__", "exec"), namespace)
+    assert torch.isfinite(namespace["out"]["loss"])
+    assert set(namespace["out"]["terms"]) == {"seg", "self", "weak", "con", "cls"}
