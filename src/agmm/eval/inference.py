@@ -1,0 +1,313 @@
+"""Inference of the plain segmenter (the GMM is training-only) and dataset evaluation.
+
+``predict_logits`` implements the usual test protocol of the paper: multi-scale inputs
+(e.g. 0.5 ... 1.75) and horizontal flips, whose softmax probabilities are averaged at the input
+resolution, and a sliding window for images too large to run at once (Cityscapes).
+``evaluate`` runs it over a dataset into an exact, DDP-aware :class:`ConfusionMatrix`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from agmm.errors import LabelError
+from agmm.eval.metrics import ConfusionMatrix
+
+
+def forward_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Runs the model on images (B, 3, H, W); returns logits (B, K, H, W) at input resolution.
+
+    Accepts models returning the library's dict (``out["logits"]``) or a plain tensor.
+    """
+    out = model(images)
+    logits = out["logits"] if isinstance(out, dict) else out
+    if logits.shape[-2:] != images.shape[-2:]:
+        logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return logits
+
+
+def _window_starts(size: int, crop: int, stride: int) -> list[int]:
+    """Start offsets of windows of length ``crop`` covering ``0..size`` (last one flush right)."""
+    if size <= crop:
+        return [0]
+    count = math.ceil((size - crop) / stride) + 1
+    return sorted({min(i * stride, size - crop) for i in range(count)})
+
+
+def sliding_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    crop: tuple[int, int],
+    stride: tuple[int, int],
+) -> torch.Tensor:
+    """Logits (B, K, H, W) from overlapping crops (h, w) at the given stride, averaged where they overlap.
+
+    Crops never leave the image: the last window in each direction ends at the border; an image
+    smaller than the crop is run whole.
+    """
+    height, width = images.shape[-2:]
+    crop_h, crop_w = crop
+    stride_h, stride_w = stride
+    if min(crop_h, crop_w, stride_h, stride_w) < 1:
+        raise ValueError(f"sliding crop {crop} and stride {stride} must be positive")
+    logits_sum = None
+    counts = images.new_zeros((1, 1, height, width))
+    for top in _window_starts(height, crop_h, stride_h):
+        for left in _window_starts(width, crop_w, stride_w):
+            bottom, right = min(top + crop_h, height), min(left + crop_w, width)
+            window = forward_logits(model, images[..., top:bottom, left:right])
+            if logits_sum is None:
+                logits_sum = images.new_zeros((images.shape[0], window.shape[1], height, width))
+            logits_sum[..., top:bottom, left:right] += window
+            counts[..., top:bottom, left:right] += 1
+    return logits_sum / counts
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding: dict | None = None,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Test-time prediction of a batch ``images`` (B, 3, H, W), normalised.
+
+    Returns averaged softmax *probabilities* (B, K, H, W) at input resolution (despite the name,
+    which the architecture contract fixes): for every scale s the image is resized bilinearly to
+    (round(s·H), round(s·W)), run (through ``sliding_logits`` when ``sliding=dict(crop=(h, w),
+    stride=(h, w))``, the crop in pixels of the resized image), its logits are resized back to
+    (H, W) and soft-maxed; with ``flip`` the horizontally flipped image is run too and its output
+    flipped back. The mean over the ``len(scales) * (1 + flip)`` runs is returned.
+    """
+    if not scales:
+        raise ValueError("scales must name at least one scale, e.g. (1.0,)")
+    height, width = images.shape[-2:]
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        if sliding:
+            return sliding_logits(
+                model, batch, crop=tuple(sliding["crop"]), stride=tuple(sliding["stride"])
+            )
+        return forward_logits(model, batch)
+
+    probs_sum = None
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        scaled = images
+        if size != (height, width):
+            scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        for flipped in (False, True) if flip else (False,):
+            batch = scaled.flip(-1) if flipped else scaled
+            logits = run(batch)
+            if flipped:
+                logits = logits.flip(-1)
+            if logits.shape[-2:] != (height, width):
+                logits = F.interpolate(
+                    logits, size=(height, width), mode="bilinear", align_corners=False
+                )
+            probs = logits.float().softmax(dim=1)
+            probs_sum = probs if probs_sum is None else probs_sum + probs
+    probs = probs_sum / (len(scales) * (2 if flip else 1))
+    if num_classes is not None and probs.shape[1] != num_classes:
+        raise ValueError(f"model predicts {probs.shape[1]} classes, expected {num_classes}")
+    return probs
+
+
+# --- dataset evaluation -------------------------------------------------------------------------
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: every sample exactly once over all ranks.
+
+    Unlike ``DistributedSampler`` it does not pad the last shard with repeated samples, so the
+    all-reduced confusion matrix equals the single-process one.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _sample_label(sample: dict) -> str:
+    return str(sample.get("image_path") or sample.get("name") or "<sample>")
+
+
+def checked_collate(samples: list[dict]) -> dict:
+    """Checks each sample's mask against its image size, then collates.
+
+    Raises ``LabelError`` naming the image when a mask and its image differ in size.
+    """
+    for sample in samples:
+        image_hw = tuple(sample["image"].shape[-2:])
+        for key in ("mask", "weak_label"):
+            if key in sample and tuple(sample[key].shape[-2:]) != image_hw:
+                raise LabelError(
+                    f"{_sample_label(sample)}: {key} is {tuple(sample[key].shape[-2:])} (H, W) "
+                    f"but the image is {image_hw}"
+                )
+    try:
+        from agmm.data import collate_batch
+    except ImportError:  # agmm.data without its package exports
+        from agmm.data.collate import collate_batch
+
+    return collate_batch(samples)
+
+
+def denormalize(images: torch.Tensor) -> np.ndarray:
+    """Images (B, 3, H, W) normalised with ImageNet mean/std -> uint8 (B, H, W, 3)."""
+    from agmm.data.transforms import denormalize_image
+
+    return np.stack([denormalize_image(image) for image in images])
+
+
+def refine_with_crf(images: torch.Tensor, probs: torch.Tensor, crf: dict | bool) -> torch.Tensor:
+    """Dense-CRF refinement of probs (B, K, H, W) given the normalised images (B, 3, H, W)."""
+    from agmm.eval.crf import crf_refine
+
+    options = crf if isinstance(crf, dict) else {}
+    pixels = denormalize(images)
+    refined = [
+        torch.from_numpy(crf_refine(pixels[i], probs[i].cpu().numpy(), **options))
+        for i in range(probs.shape[0])
+    ]
+    return torch.stack(refined).to(probs.device)
+
+
+def iterate_predictions(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding: dict | None = None,
+    crf: dict | bool | None = None,
+    batch_size: int = 1,
+    device=None,
+    progress: bool = True,
+    sampler: Sampler | None = None,
+    num_workers: int = 0,
+    desc: str = "eval",
+) -> Iterator[tuple[dict, torch.Tensor]]:
+    """Yields ``(batch, probs)`` with probs (B, K, H, W) for each collated batch of ``dataset``.
+
+    Padding added by ``collate_batch`` is marked in ``batch["valid_mask"]``; its masks are 255.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device is not None else _model_device(model)
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=checked_collate,
+    )
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
+            images = batch["image"].to(device)
+            probs = predict_logits(model, images, scales=scales, flip=flip, sliding=sliding)
+            if crf:
+                probs = refine_with_crf(images, probs, crf)
+            yield batch, probs
+    finally:
+        model.train(was_training)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _distributed() -> tuple[int, int] | None:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding: dict | None = None,
+    crf: dict | bool | None = None,
+    batch_size: int = 1,
+    device=None,
+    progress: bool = True,
+    num_workers: int = 0,
+    on_batch: Callable[[dict, torch.Tensor], None] | None = None,
+) -> dict:
+    """mIoU of ``model`` on ``dataset`` (samples with ``image`` and dense ``mask``).
+
+    Returns ``dict(miou, per_class_iou, pixel_acc, confusion, classes, num_images)``:
+    ``per_class_iou`` is a (K,) float64 array with NaN for classes absent from both the masks and
+    the predictions (excluded from ``miou``), ``confusion`` the (K, K) int64 array (rows = truth).
+    ``crf``: None/False, True (DeepLab defaults) or a dict of :func:`agmm.eval.crf.crf_refine`
+    options. Under torch.distributed each rank evaluates a disjoint shard and the matrices are
+    summed, so every rank returns the full-dataset numbers. ``on_batch(batch, probs)`` is called
+    for every batch (e.g. to save predictions). Images of different sizes in one batch are padded
+    (see ``collate_batch``); use ``batch_size=1`` for exact results with context-dependent models.
+    """
+    num_classes = int(dataset.num_classes)
+    distributed = _distributed()
+    sampler = ShardSampler(len(dataset), *distributed) if distributed else None
+    device = torch.device(device) if device is not None else _model_device(model)
+    confusion = ConfusionMatrix(num_classes, ignore_index=getattr(dataset, "ignore_index", 255))
+    num_images = 0
+    for batch, probs in iterate_predictions(
+        model,
+        dataset,
+        scales=scales,
+        flip=flip,
+        sliding=sliding,
+        crf=crf,
+        batch_size=batch_size,
+        device=device,
+        progress=progress and (distributed is None or distributed[0] == 0),
+        sampler=sampler,
+        num_workers=num_workers,
+    ):
+        if probs.shape[1] != num_classes:
+            raise ValueError(
+                f"the model predicts {probs.shape[1]} classes but the dataset has {num_classes}"
+            )
+        confusion.update(probs.argmax(dim=1).cpu(), batch["mask"])
+        num_images += probs.shape[0]
+        if on_batch is not None:
+            on_batch(batch, probs)
+    confusion.all_reduce()
+    if distributed:
+        count = torch.tensor([num_images], dtype=torch.int64)
+        if dist.get_backend() == "nccl":
+            count = count.cuda()
+        dist.all_reduce(count)
+        num_images = int(count.item())
+    return {
+        "miou": confusion.miou(),
+        "per_class_iou": confusion.per_class_iou(),
+        "pixel_acc": confusion.pixel_accuracy(),
+        "confusion": confusion.matrix.cpu().numpy(),
+        "classes": list(getattr(dataset, "classes", [str(k) for k in range(num_classes)])),
+        "num_images": num_images,
+    }
