@@ -35,8 +35,7 @@ def test_shapes_and_probabilities_stay_valid():
 
 def test_a_clean_prediction_survives_and_noise_along_edges_is_cleaned():
     image, labels = two_region_scene()
-    clean = np.full((3, *labels.shape), 0.05, dtype=np.float32)
-    clean[labels, *np.indices(labels.shape)] = 0.9
+    clean = np.where(np.arange(3)[:, None, None] == labels, 0.9, 0.05).astype(np.float32)
     assert (crf_refine(image, clean).argmax(0) == labels).all()
     # flip a few pixels inside each region to a confident-ish wrong class
     noisy = clean.copy()
