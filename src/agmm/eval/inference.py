@@ -72,6 +72,26 @@ def sliding_logits(
     return logits_sum / counts
 
 
+def sliding_options(sliding) -> dict | None:
+    """Normalises ``sliding`` to ``dict(crop=(h, w), stride=(h, w))`` or None.
+
+    Accepts None/0, an int crop size or an (h, w) crop (stride = 2/3 of the crop, i.e. windows
+    overlap by a third), or ``dict(crop=..., stride=...)`` (ints or pairs).
+    """
+    if not sliding:
+        return None
+    if isinstance(sliding, dict):
+        crop, stride = sliding["crop"], sliding.get("stride")
+    else:
+        crop, stride = sliding, None
+    crop = (int(crop), int(crop)) if isinstance(crop, int | float) else tuple(map(int, crop))
+    if stride is None:
+        stride = tuple(max(1, (2 * c) // 3) for c in crop)
+    elif isinstance(stride, int | float):
+        stride = (int(stride), int(stride))
+    return {"crop": crop, "stride": tuple(map(int, stride))}
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
@@ -87,7 +107,8 @@ def predict_logits(
     Returns averaged softmax *probabilities* (B, K, H, W) at input resolution (despite the name,
     which the architecture contract fixes): for every scale s the image is resized bilinearly to
     (round(s·H), round(s·W)), run (through ``sliding_logits`` when ``sliding=dict(crop=(h, w),
-    stride=(h, w))``, the crop in pixels of the resized image), its logits are resized back to
+    stride=(h, w))`` or a crop size, see :func:`sliding_options`; the crop is in pixels of the
+    resized image), its logits are resized back to
     (H, W) and soft-maxed; with ``flip`` the horizontally flipped image is run too and its output
     flipped back. The mean over the ``len(scales) * (1 + flip)`` runs is returned.
     """
@@ -95,11 +116,11 @@ def predict_logits(
         raise ValueError("scales must name at least one scale, e.g. (1.0,)")
     height, width = images.shape[-2:]
 
+    window = sliding_options(sliding)
+
     def run(batch: torch.Tensor) -> torch.Tensor:
-        if sliding:
-            return sliding_logits(
-                model, batch, crop=tuple(sliding["crop"]), stride=tuple(sliding["stride"])
-            )
+        if window:
+            return sliding_logits(model, batch, **window)
         return forward_logits(model, batch)
 
     probs_sum = None
