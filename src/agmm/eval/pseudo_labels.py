@@ -1,0 +1,246 @@
+"""Pseudo labels for multi-stage training ("MT") and the quality of every kind of label.
+
+``write_pseudo_labels`` saves a trained model's (optionally CRF-refined) predictions on a
+training split as label PNGs, which a second stage reads as its weak labels
+(``data.weak_label_dir``). ``PseudoLabelQuality`` measures, against the true masks, how good the
+weak labels, the GMM predictions G (before/after OEM) and the segmenter P are (paper Table 8,
+Fig. 10); the engine updates it from training batches, ``pseudo_label_quality`` runs it on a
+dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from agmm.eval.metrics import ConfusionMatrix
+
+SOURCES = ("weak", "gmm_old", "gmm_new", "seg")
+
+
+def gmm_to_labels(
+    gmm_probs: torch.Tensor,
+    size: tuple[int, int],
+    present: torch.Tensor | None = None,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """Arg-max labels (B, H, W) of G (B, K, h, w), bilinearly resized to ``size``.
+
+    Only classes present in the image compete (G is 0 for the others, and may underflow to 0 for
+    present ones far from their centre); an image without any present class gets ``ignore_index``.
+    ``present``: (B, K) bool; inferred as "G is not all zero" when None.
+    """
+    if present is None:
+        present = gmm_probs.flatten(2).amax(dim=2) > 0
+    gmm_probs = F.interpolate(gmm_probs.float(), size=size, mode="bilinear", align_corners=False)
+    scores = gmm_probs.masked_fill(~present[:, :, None, None], float("-inf"))
+    labels = scores.argmax(dim=1)
+    return labels.masked_fill(~present.any(dim=1)[:, None, None], ignore_index)
+
+
+class PseudoLabelQuality:
+    """Accumulates the quality of weak labels, G_old, G_new and P against true masks.
+
+    ``compute()`` returns floats (NaN where nothing was measured):
+    ``weak_coverage`` (labeled / valid mask pixels), ``weak_miou`` and ``weak_pixel_acc`` (weak
+    labels on their labeled pixels only), ``gmm_old_miou``, ``gmm_new_miou``, ``seg_miou`` (arg-max
+    maps on every valid mask pixel) and the matching ``*_pixel_acc``. DDP: call ``all_reduce()``
+    before ``compute()``.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.confusion = {name: ConfusionMatrix(num_classes, ignore_index) for name in SOURCES}
+        self.counts = torch.zeros(2, dtype=torch.int64)  # labeled pixels, valid mask pixels
+
+    def reset(self) -> None:
+        for matrix in self.confusion.values():
+            matrix.reset()
+        self.counts.zero_()
+
+    @torch.no_grad()
+    def update(
+        self,
+        masks: torch.Tensor,
+        *,
+        weak_labels: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        gmm_old: torch.Tensor | None = None,
+        gmm_new: torch.Tensor | None = None,
+        present: torch.Tensor | None = None,
+    ) -> None:
+        """Adds a batch. masks, weak_labels: (B, H, W) ids (255 = ignore / unlabeled);
+        logits: (B, K, H, W) scores or probabilities of P; gmm_old, gmm_new: (B, K, h, w) G;
+        present: (B, K) bool classes with a mixture component (see :func:`gmm_to_labels`).
+        """
+        masks = masks.detach().cpu()
+        size = tuple(masks.shape[-2:])
+        if weak_labels is not None:
+            weak_labels = weak_labels.detach().cpu()
+            labeled = weak_labels != self.ignore_index
+            valid = masks != self.ignore_index
+            self.counts += torch.tensor([int((labeled & valid).sum()), int(valid.sum())])
+            self.confusion["weak"].update(
+                weak_labels, masks.masked_fill(~labeled, self.ignore_index)
+            )
+        present = present.detach().cpu() if present is not None else None
+        for name, gmm in (("gmm_old", gmm_old), ("gmm_new", gmm_new)):
+            if gmm is not None:
+                labels = gmm_to_labels(gmm.detach().cpu(), size, present, self.ignore_index)
+                self.confusion[name].update(labels, masks)
+        if logits is not None:
+            self.confusion["seg"].update(logits.detach().argmax(dim=1).cpu(), masks)
+
+    def all_reduce(self) -> PseudoLabelQuality:
+        """Sums the counts over processes when torch.distributed is initialised; else no-op."""
+        import torch.distributed as dist
+
+        for matrix in self.confusion.values():
+            matrix.all_reduce()
+        if dist.is_available() and dist.is_initialized():
+            counts = self.counts.cuda() if dist.get_backend() == "nccl" else self.counts
+            dist.all_reduce(counts)
+            self.counts = counts.cpu()
+        return self
+
+    def compute(self) -> dict[str, float]:
+        labeled, valid = self.counts.tolist()
+        result = {"weak_coverage": labeled / valid if valid else float("nan")}
+        for name, matrix in self.confusion.items():
+            result[f"{name}_miou"] = matrix.miou()
+            result[f"{name}_pixel_acc"] = matrix.pixel_accuracy()
+        return result
+
+
+@torch.no_grad()
+def pseudo_label_quality(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    loss_module: nn.Module | None = None,
+    batch_size: int = 1,
+    device=None,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Quality of the weak labels, G (with ``loss_module``, an ``AGMMLoss``) and P on ``dataset``.
+
+    ``dataset`` gives ``image``, ``weak_label`` and dense ``mask`` (use the training split with a
+    deterministic transform). The model runs once per image at a single scale; G comes from
+    ``loss_module.fit_gmm(features, weak_labels, valid_mask)``. Returns
+    :meth:`PseudoLabelQuality.compute` plus ``num_images``. DDP-aware like ``evaluate``.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+
+    from agmm.eval.inference import ShardSampler, _distributed, _model_device, checked_collate
+
+    num_classes = int(dataset.num_classes)
+    if max_images is not None and max_images < len(dataset):
+        dataset = Subset(dataset, range(max_images))
+    distributed = _distributed()
+    sampler = ShardSampler(len(dataset), *distributed) if distributed else None
+    device = torch.device(device) if device is not None else _model_device(model)
+    quality = PseudoLabelQuality(num_classes)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=checked_collate)
+    modules = [model] + ([loss_module] if loss_module is not None else [])
+    modes = [m.training for m in modules]
+    for module in modules:
+        module.eval()
+    num_images = 0
+    try:
+        show = progress and (distributed is None or distributed[0] == 0)
+        for batch in tqdm(loader, desc="pseudo-label quality", disable=not show, unit="batch"):
+            images = batch["image"].to(device)
+            weak_labels = batch["weak_label"].to(device)
+            out = model(images)  # {"logits": (B, K, H, W), "features": (B, C, h, w), ...}
+            gmm = {}
+            if loss_module is not None:
+                fitted = loss_module.fit_gmm(
+                    out["features"], weak_labels, batch["valid_mask"].to(device)
+                )
+                gmm = {k: fitted[k] for k in ("gmm_old", "gmm_new", "present")}
+            quality.update(batch["mask"], weak_labels=weak_labels, logits=out["logits"], **gmm)
+            num_images += images.shape[0]
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)
+    quality.all_reduce()
+    return {**quality.compute(), "num_images": num_images}
+
+
+def _unpadded_size(valid_mask: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of the real image inside a padded (H', W') ``valid_mask``."""
+    return int(valid_mask.any(dim=1).sum()), int(valid_mask.any(dim=0).sum())
+
+
+def write_pseudo_labels(
+    model: nn.Module,
+    dataset: Dataset,
+    out_dir: str | Path,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding=None,
+    crf: dict | bool | None = None,
+    keep_weak_labels: bool = True,
+    palette: np.ndarray | None = None,
+    batch_size: int = 1,
+    device=None,
+    progress: bool = True,
+) -> dict:
+    """Writes ``out_dir/<name>.png``: the model's arg-max prediction for every dataset image.
+
+    With ``keep_weak_labels`` the sample's weak label overrides the prediction where it labels a
+    pixel (points, scribbles and blocks are exact). ``scales``/``flip``/``sliding``/``crf`` as in
+    :func:`agmm.eval.inference.evaluate`. Returns ``dict(out_dir, num_images, miou, pixel_acc)``,
+    the last two measured against the dataset's masks (NaN when it has none). DDP-aware: each
+    rank writes its own shard.
+    """
+    from agmm.eval.inference import ShardSampler, _distributed, iterate_predictions
+    from agmm.eval.predict import save_label_png
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    palette = palette if palette is not None else getattr(dataset, "palette", None)
+    distributed = _distributed()
+    sampler = ShardSampler(len(dataset), *distributed) if distributed else None
+    confusion = ConfusionMatrix(int(dataset.num_classes))
+    num_images = 0
+    for batch, probs in iterate_predictions(
+        model,
+        dataset,
+        scales=scales,
+        flip=flip,
+        sliding=sliding,
+        crf=crf,
+        batch_size=batch_size,
+        device=device,
+        progress=progress and (distributed is None or distributed[0] == 0),
+        sampler=sampler,
+        desc="pseudo-labels",
+    ):
+        labels = probs.argmax(dim=1).cpu()
+        if keep_weak_labels:
+            weak = batch["weak_label"]
+            labels = torch.where(weak != 255, weak, labels)
+        for i, name in enumerate(batch["name"]):
+            height, width = _unpadded_size(batch["valid_mask"][i])
+            label = labels[i, :height, :width]
+            confusion.update(label, batch["mask"][i, :height, :width])
+            save_label_png(label.numpy(), out_dir / f"{name}.png", palette)
+        num_images += len(batch["name"])
+    confusion.all_reduce()
+    return {
+        "out_dir": str(out_dir),
+        "num_images": num_images,
+        "miou": confusion.miou(),
+        "pixel_acc": confusion.pixel_accuracy(),
+    }
