@@ -83,24 +83,22 @@ def m_step_responsibilities(g, present, kind):
 
 
 def bce(p, t):
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return -(t * math.log(p) + (1 - t) * math.log(1 - p))
+    return -(t * math.log(p + 1e-6) + (1 - t) * math.log(1 - p + 1e-6))
 
 
-def self_loss(logits, g_up, present, valid):
-    probs = torch.softmax(logits, dim=1)
-    batch, k_all, height, width = logits.shape
-    total, count = 0.0, 0
+def self_loss(probs, g, present, weights):
+    """Weighted mean of BCE(P, G) over positions (weights (B, h, w)) and present classes."""
+    batch, k_all, height, width = probs.shape
+    total, count = 0.0, 0.0
     for b in range(batch):
         for k in range(k_all):
             if not present[b, k]:
                 continue
             for y in range(height):
                 for x in range(width):
-                    if valid is not None and not valid[b, y, x]:
-                        continue
-                    total += bce(float(probs[b, k, y, x]), float(g_up[b, k, y, x]))
-                    count += 1
+                    w = 1.0 if weights is None else float(weights[b, y, x])
+                    total += w * bce(float(probs[b, k, y, x]), float(g[b, k, y, x]))
+                    count += w
     return total / max(count, 1)
 
 

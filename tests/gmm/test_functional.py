@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,3 +218,12 @@ def test_one_pixel_class_has_floored_sigma_and_peaks_at_its_pixel():
 def test_unknown_distance_is_rejected():
     with pytest.raises(ValueError, match="distance must be one of"):
         gmm_fn.squared_distance(torch.zeros(1, 2, 3), torch.zeros(1, 1, 2), "cosine")
+
+
+@pytest.mark.parametrize("image_size", [(16, 12), (13, 11), (32, 8)])
+def test_sample_at_pixels_equals_bilinear_upsampling(image_size):
+    grid = torch.rand(2, 3, 4, 3, dtype=torch.float64)
+    full = F.interpolate(grid, size=image_size, mode="bilinear", align_corners=False)
+    b, y, x = torch.ones(2, *image_size, dtype=torch.bool).nonzero(as_tuple=True)
+    sampled = gmm_fn.sample_at_pixels(grid, b, y, x, image_size)
+    torch.testing.assert_close(sampled, full[b, :, y, x])

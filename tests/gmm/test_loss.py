@@ -34,11 +34,12 @@ def make_loss(**kwargs):
 
 @pytest.mark.parametrize("distance", ["l1", "sqeuclid"])
 @pytest.mark.parametrize("con", ["eq14", "eq13"])
-def test_terms_match_the_loop_reference(distance, con):
+@pytest.mark.parametrize("resolution", ["feature", "label"])
+def test_terms_match_the_loop_reference(distance, con, resolution):
     features, logits, labels = make_batch()
     valid = torch.ones(labels.shape, dtype=torch.bool)
-    valid[1, :, -4:] = False
-    criterion = make_loss(distance=distance, con=con)
+    valid[1, :, -5:] = False
+    criterion = make_loss(distance=distance, con=con, self_resolution=resolution)
     out = criterion(features, logits, labels, valid_mask=valid)
 
     feats = criterion.squeeze(features).flatten(2).detach()
@@ -56,9 +57,16 @@ def test_terms_match_the_loop_reference(distance, con):
     assert out["terms"]["seg"].item() == pytest.approx(
         F.cross_entropy(logits, labels, ignore_index=255).item(), rel=1e-9
     )
-    assert out["terms"]["self"].item() == pytest.approx(
-        reference.self_loss(logits, g_up, present, valid), rel=1e-6
-    )
+    probs = torch.softmax(logits, dim=1)
+    if resolution == "label":
+        expected_self = reference.self_loss(probs, g_up, present, valid)
+    else:  # P averaged over each 4x4 cell's valid pixels, cells weighted by their valid share
+        valid_f = valid[:, None].double()
+        pooled_valid = F.avg_pool2d(valid_f, 4)
+        pooled_probs = F.avg_pool2d(probs * valid_f, 4) / pooled_valid.clamp_min(1e-6)
+        g_grid = g_new.view(2, K, 4, 3)
+        expected_self = reference.self_loss(pooled_probs, g_grid, present, pooled_valid[:, 0])
+    assert out["terms"]["self"].item() == pytest.approx(expected_self, rel=1e-6)
     assert out["terms"]["weak"].item() == pytest.approx(
         reference.weak_loss(g_up, labels, present), rel=1e-6
     )

@@ -189,3 +189,34 @@ def assign_labels(
 def centre_distance(mu: torch.Tensor, kind: Distance = "l1") -> torch.Tensor:
     """Channel-averaged squared distance between every pair of centres: (B, K, C) -> (B, K, K)."""
     return squared_distance(mu.transpose(1, 2), mu, kind)
+
+
+def sample_at_pixels(
+    grid: torch.Tensor,
+    batch_idx: torch.Tensor,
+    y_idx: torch.Tensor,
+    x_idx: torch.Tensor,
+    image_size: tuple[int, int],
+) -> torch.Tensor:
+    """Bilinear value of a (B, K, h, w) map at pixels of an (H, W) image: returns (L, K).
+
+    Equal to ``F.interpolate(grid, image_size, mode="bilinear", align_corners=False)[b, :, y, x]``
+    but only for the L requested pixels, so sparse labels cost O(L K) instead of O(B K H W).
+    """
+    _, _, cells_h, cells_w = grid.shape
+    height, width = image_size
+
+    def corners(dst: torch.Tensor, size_in: int, size_out: int):
+        # Source coordinate of align_corners=False, clamped at 0 as PyTorch's bilinear kernel does.
+        src = ((dst.to(grid.dtype) + 0.5) * (size_in / size_out) - 0.5).clamp_min(0.0)
+        low = src.floor().long().clamp(max=size_in - 1)
+        high = (low + 1).clamp(max=size_in - 1)
+        return low, high, src - low.to(grid.dtype)
+
+    y0, y1, wy = corners(y_idx, cells_h, height)
+    x0, x1, wx = corners(x_idx, cells_w, width)
+    values = grid.permute(0, 2, 3, 1)  # (B, h, w, K)
+    wy, wx = wy.unsqueeze(1), wx.unsqueeze(1)
+    top = values[batch_idx, y0, x0] * (1 - wx) + values[batch_idx, y0, x1] * wx
+    bottom = values[batch_idx, y1, x0] * (1 - wx) + values[batch_idx, y1, x1] * wx
+    return top * (1 - wy) + bottom * wy

@@ -61,6 +61,9 @@ class AGMMLoss(nn.Module):
         con: ``"eq14"`` (AGMM++) or ``"eq13"`` (the CVPR'23 centre-only L_con, "con_old").
         pseudo_labels: ``"gmm"`` (soft G in L_self) or ``"assign"`` (hard Eq. 18 labels with
             cross-entropy instead, the "label assignment" baseline of Table 15).
+        self_resolution: grid of L_self: ``"feature"`` (P area-pooled to the GMM's grid, the
+            default: 16x cheaper at stride 4, see docs/BENCHMARKS.md) or ``"label"`` (G upsampled
+            bilinearly to every pixel, Eq. 11 literally).
         lambda_*: weights of Eq. 15-17.
         ignore_index: the unlabeled value in weak label maps.
     """
@@ -82,6 +85,7 @@ class AGMMLoss(nn.Module):
         use_con: bool = True,
         con: Literal["eq14", "eq13"] = "eq14",
         pseudo_labels: Literal["gmm", "assign"] = "gmm",
+        self_resolution: Literal["feature", "label"] = "feature",
         lambda_seg: float = 1.0,
         lambda_gmm: float = 1.0,
         lambda_self: float = 1.0,
@@ -95,6 +99,7 @@ class AGMMLoss(nn.Module):
         _check_choice("responsibilities", responsibilities, ("soft", "hard"))
         _check_choice("con", con, CON_KINDS)
         _check_choice("pseudo_labels", pseudo_labels, PSEUDO_LABEL_KINDS)
+        _check_choice("self_resolution", self_resolution, ("feature", "label"))
         if oem_steps < 0:
             raise ValueError(f"oem_steps must be >= 0, got {oem_steps}")
         if sigma_floor <= 0:
@@ -113,6 +118,7 @@ class AGMMLoss(nn.Module):
         self.use_con = use_con and not stop_gradient
         self.con = con
         self.pseudo_labels = pseudo_labels
+        self.self_resolution = self_resolution
         self.lambdas = {
             "seg": lambda_seg,
             "self": lambda_gmm * lambda_self,
@@ -226,27 +232,33 @@ class AGMMLoss(nn.Module):
         weak_labels: torch.Tensor,
         valid_mask: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        size = logits.shape[-2:]
         present = gmm["present"]
         new: gmm_fn.GMMParams = gmm["new"]
+        g_new = gmm["gmm_new"]  # (B, K, h, w) on the feature grid
         terms = {}
-        # G lives on the feature grid; bilinear upsampling puts it on the label grid, where
-        # L_self and L_weak compare it pixel by pixel with P and with the weak labels.
-        gmm_up = F.interpolate(gmm["gmm_new"], size=size, mode="bilinear", align_corners=False)
         if self.use_self and self.pseudo_labels == "gmm":
-            target = gmm_up.detach() if self.stop_gradient else gmm_up
-            terms["self"] = self_supervision_loss(logits.float(), target, present, valid_mask)
+            target = g_new.detach() if self.stop_gradient else g_new
+            probs, weights = self._probs_on_grid(logits, valid_mask, target)
+            if probs.shape[-2:] != target.shape[-2:]:
+                target = F.interpolate(
+                    target, size=probs.shape[-2:], mode="bilinear", align_corners=False
+                )
+            terms["self"] = self_supervision_loss(probs, target, present, weights)
         elif self.use_self:  # Eq. 18 hard labels, cross-entropy on the assigned pixels
-            height, width = gmm["gmm_new"].shape[-2:]
             assigned = gmm_fn.assign_labels(
                 new.sq_dist.detach(), new.sigma.detach(), present, ignore_index=self.ignore_index
-            ).view(-1, 1, height, width)
-            assigned = F.interpolate(assigned.float(), size=size, mode="nearest").long()[:, 0]
+            ).view(-1, 1, *g_new.shape[-2:])
+            assigned = F.interpolate(assigned.float(), size=logits.shape[-2:], mode="nearest")
+            assigned = assigned.long()[:, 0]
             if valid_mask is not None:
                 assigned = assigned.masked_fill(~valid_mask, self.ignore_index)
             terms["self"] = partial_cross_entropy(logits, assigned, ignore_index=self.ignore_index)
         if self.use_weak:
-            terms["weak"] = weak_loss(gmm_up, weak_labels, present, ignore_index=self.ignore_index)
+            # G at the labeled pixels only: bilinear samples of the feature grid, exact and O(labels).
+            b_idx, y_idx, x_idx = (weak_labels != self.ignore_index).nonzero(as_tuple=True)
+            g_at_labels = gmm_fn.sample_at_pixels(g_new, b_idx, y_idx, x_idx, logits.shape[-2:])
+            labels = weak_labels[b_idx, y_idx, x_idx].long()
+            terms["weak"] = weak_loss(g_at_labels, labels, present[b_idx])
         if self.use_con and self.con == "eq14":
             terms["con"] = contrastive_loss(new.sq_dist, gmm["label_weights"], present)
         elif self.use_con:
@@ -254,6 +266,26 @@ class AGMMLoss(nn.Module):
                 gmm_fn.centre_distance(new.mu, self.distance), present
             )
         return terms
+
+    def _probs_on_grid(
+        self, logits: torch.Tensor, valid_mask: torch.Tensor | None, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """P and the valid-pixel weights on the grid where L_self is computed.
+
+        ``self_resolution="feature"``: P is area-averaged over each feature cell (padding excluded),
+        16x fewer (pixel, class) pairs at stride 4 than at label resolution, for the same signal
+        when the segmenter's logits are themselves upsampled from stride 4 (DeepLabV3+).
+        """
+        probs = torch.softmax(logits.to(target.dtype), dim=1)
+        weights = None if valid_mask is None else valid_mask.to(probs.dtype)
+        if self.self_resolution == "label":
+            return probs, weights
+        size = target.shape[-2:]
+        if weights is None:
+            return F.adaptive_avg_pool2d(probs, size), None
+        pooled_weights = F.adaptive_avg_pool2d(weights[:, None], size)  # (B, 1, h, w)
+        pooled = F.adaptive_avg_pool2d(probs * weights[:, None], size)
+        return pooled / pooled_weights.clamp_min(1e-6), pooled_weights[:, 0]
 
     def _validate(self, features, logits, weak_labels, tags, cls_logits, valid_mask) -> None:
         """Check shapes, dtypes and label values; the error says which argument and what was expected."""

@@ -7,59 +7,49 @@ contain has G = 0 by construction and is not used to push P down.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
-# Probabilities are kept inside [_CLAMP, 1 - _CLAMP] before a log: G is exactly 1 at a one-pixel
-# class's own pixel and exactly 0 for absent classes.
-_CLAMP = 1e-6
+# log(p + _EPS): finite where G or P is exactly 0 or 1 (G = 1 at a one-pixel class's own pixel,
+# G = 0 for absent classes), and unlike clamping it keeps a gradient there.
+_EPS = 1e-6
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` holds (broadcast); 0, still attached, when nothing does."""
-    mask = mask.to(values.dtype).expand_as(values)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+def binary_cross_entropy(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Element-wise -[t log p + (1 - t) log(1 - p)] for p, t in [0, 1], finite everywhere."""
+    return -(target * torch.log(probs + _EPS) + (1.0 - target) * torch.log(1.0 - probs + _EPS))
 
 
 def self_supervision_loss(
-    logits: torch.Tensor,
+    probs: torch.Tensor,
     gmm_probs: torch.Tensor,
     present: torch.Tensor,
-    valid_mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_self = BCE(P, G) over valid pixels and present classes (Eq. 11).
+    """L_self = BCE(P, G) averaged over pixels and present classes (Eq. 11).
 
-    ``logits``: (B, K, H, W) of the segmenter, P = softmax(logits); ``gmm_probs``: G (B, K, H, W);
-    ``present``: (B, K) bool; ``valid_mask``: (B, H, W) bool, False on padding.
+    ``probs``: P (B, K, h, w), softmax of the segmenter; ``gmm_probs``: G (B, K, h, w) on the same
+    grid; ``present``: (B, K) bool; ``weights``: (B, h, w) in [0, 1], the share of each position
+    that is real image (0 on padding); None = all 1.
     Gradients reach both P and G (mutual supervision); detach G beforehand to stop them.
     """
-    log_p = F.log_softmax(logits, dim=1)
-    p = log_p.exp().clamp(max=1.0 - _CLAMP)
-    target = gmm_probs.clamp(0.0, 1.0)
-    bce = -(target * log_p.clamp_min(math.log(_CLAMP)) + (1 - target) * torch.log1p(-p))
-    mask = present[:, :, None, None]
-    if valid_mask is not None:
-        mask = mask & valid_mask[:, None]
-    return _masked_mean(bce, mask)
+    bce = binary_cross_entropy(probs, gmm_probs)
+    mask = present[:, :, None, None].to(bce.dtype)
+    if weights is not None:
+        mask = mask * weights[:, None].to(bce.dtype)
+    mask = mask.expand_as(bce)
+    return (bce * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def weak_loss(
-    gmm_probs: torch.Tensor,
-    weak_labels: torch.Tensor,
-    present: torch.Tensor,
-    *,
-    ignore_index: int = 255,
+    gmm_at_labels: torch.Tensor, labels: torch.Tensor, present_rows: torch.Tensor
 ) -> torch.Tensor:
-    """L_weak = BCE(G, one-hot y) on labeled pixels and present classes (Eq. 12).
+    """L_weak = BCE(G, one-hot y) over labeled pixels and present classes (Eq. 12).
 
-    ``gmm_probs``: G (B, K, H, W); ``weak_labels``: (B, H, W); ``present``: (B, K) bool.
+    ``gmm_at_labels``: G at the L labeled pixels (L, K); ``labels``: their class ids (L,);
+    ``present_rows``: (L, K) bool, the present classes of each pixel's image. 0 when L = 0.
     """
-    num_classes = gmm_probs.shape[1]
-    labeled = weak_labels != ignore_index
-    target = F.one_hot(weak_labels.long().masked_fill(~labeled, 0), num_classes)
-    target = target.permute(0, 3, 1, 2).to(gmm_probs.dtype)
-    g = gmm_probs.clamp(_CLAMP, 1.0 - _CLAMP)
-    bce = -(target * torch.log(g) + (1 - target) * torch.log1p(-g))
-    return _masked_mean(bce, present[:, :, None, None] & labeled[:, None])
+    target = torch.zeros_like(gmm_at_labels)
+    target[torch.arange(labels.shape[0], device=labels.device), labels] = 1.0
+    bce = binary_cross_entropy(gmm_at_labels, target)
+    mask = present_rows.to(bce.dtype)
+    return (bce * mask).sum() / mask.sum().clamp_min(1.0)
