@@ -27,7 +27,7 @@ from agmm.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-Supervision = Literal["points", "scribbles", "blocks", "boxes", "tags", "full"]
+Supervision = Literal["points", "scribbles", "blocks", "boxes", "tags", "full", "mixed"]
 
 
 @dataclass
@@ -37,8 +37,9 @@ class DataConfig:
     root: str | None = None
     """Dataset folder; ignored by ``synthetic``."""
     supervision: Supervision = "points"
-    weak_label_dir: str | None = None
-    """Folder of weak-label PNGs; None simulates them from the dense masks (seeded)."""
+    weak_label_dir: str | dict[str, str] | None = None
+    """Folder of weak-label PNGs (or a mapping kind -> folder for mixed supervision); None
+    simulates them from the dense masks, seeded by (seed, image name)."""
     weak_label_args: dict[str, Any] = field(default_factory=dict)
     """Simulator settings, e.g. ``{points_per_class: 3}`` (see ``agmm make-labels``)."""
     dataset_args: dict[str, Any] = field(default_factory=dict)
@@ -51,8 +52,8 @@ class DataConfig:
     hflip: bool = True
     color_jitter: float = 0.2
     """Not in the paper; a mild default of ToCo/TEL-style training pipelines."""
-    eval_resize: float | None = None
-    """Resize factor of validation images (None = full size); CPU presets use 0.5."""
+    eval_resize: int | None = None
+    """Resize validation images to this shorter side in pixels (None = full size)."""
     num_workers: int = 2
     """DataLoader worker processes per training process."""
 
@@ -64,7 +65,8 @@ class ModelConfig:
     backbone: str = "resnet101"
     pretrained: bool | str = True
     """True = ImageNet weights by timm name, a string = local weights file, False = from scratch."""
-    output_stride: int = 8
+    output_stride: int | None = 8
+    """8 or 16 for DeepLabV3+ (the paper: 8 on PASCAL); None for a ViT (its patch size)."""
     cls_head: bool | None = None
     """Classification head for online CAMs; None = on exactly when supervision is tags."""
     model_args: dict[str, Any] = field(default_factory=dict)
@@ -81,8 +83,8 @@ class LossConfig:
     """C' of the squeeze conv; the paper's code uses 64."""
     distance: Literal["l1", "sqeuclid"] = "l1"
     """l1 = what the authors' CVPR'23 code computes; docs/BENCHMARKS.md compares the two on CamVid."""
-    sigma_floor: float = 1e-3
-    """Not in the paper: only keeps one-pixel classes from dividing by zero."""
+    sigma_floor: float = 0.05
+    """Not in the paper: AGMMLoss's floor, keeps one-pixel classes from dividing by zero."""
     oem_steps: int = 1
     responsibilities: Literal["soft", "hard"] = "soft"
     stop_gradient: bool = False
@@ -91,8 +93,8 @@ class LossConfig:
     use_con: bool = True
     con: Literal["eq14", "eq13"] = "eq14"
     """eq14 = AGMM++'s pixel-to-centre contrast; eq13 = the CVPR'23 centre-to-centre ablation."""
-    pseudo_labels: Literal["gmm", "assignment"] = "gmm"
-    """gmm = soft G (Eq. 4); assignment = hard d < sigma labels (Eq. 18, Table 15 ablation)."""
+    pseudo_labels: Literal["gmm", "assign"] = "gmm"
+    """gmm = soft G (Eq. 4); assign = hard d < sigma labels (Eq. 18, Table 15 ablation)."""
     lambda_seg: float = 1.0
     lambda_gmm: float = 1.0
     lambda_self: float = 1.0
@@ -109,8 +111,7 @@ class LossConfig:
         """The keyword arguments of ``AGMMLoss`` (everything but the engine switches)."""
         engine_only = {"enabled", "cam_warmup_steps", "cam_args"}
         kwargs = {k: v for k, v in dataclasses.asdict(self).items() if k not in engine_only}
-        if not self.enabled:
-            kwargs.update(use_self=False, use_weak=False, use_con=False, oem_steps=0)
+        kwargs["use_gmm"] = self.enabled
         return kwargs
 
 
@@ -158,9 +159,10 @@ class TrainConfig:
 class EvalConfig:
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
-    sliding: int | None = None
-    """Sliding-window crop size (None = whole image)."""
-    crf: bool = False
+    sliding: dict[str, Any] | None = None
+    """Sliding-window inference, e.g. ``{crop: [512, 1024], stride: [341, 683]}`` (None = whole image)."""
+    crf: bool | dict[str, Any] = False
+    """Dense-CRF post-processing: True = DeepLab's defaults, or a mapping of ``crf_refine`` options."""
     batch_size: int = 1
     max_images: int | None = None
     """Validate on the first N images only (None = the whole split)."""
@@ -194,7 +196,7 @@ def available_configs() -> list[str]:
     return sorted(
         str(p.relative_to(CONFIG_DIR).with_suffix(""))
         for p in CONFIG_DIR.rglob("*.yaml")
-        if not p.name.startswith("_")
+        if not any(part.startswith("_") for part in p.relative_to(CONFIG_DIR).parts)
     )
 
 
@@ -461,11 +463,13 @@ def validate_paths(cfg: Config) -> None:
             raise ConfigError(f"data.root: dataset {cfg.data.name!r} needs a root folder")
         if not Path(cfg.data.root).expanduser().is_dir():
             raise ConfigError(f"data.root: folder {cfg.data.root} does not exist")
-    if (
-        cfg.data.weak_label_dir is not None
-        and not Path(cfg.data.weak_label_dir).expanduser().is_dir()
-    ):
-        raise ConfigError(f"data.weak_label_dir: folder {cfg.data.weak_label_dir} does not exist")
+    weak_dirs = cfg.data.weak_label_dir
+    if isinstance(weak_dirs, str):
+        weak_dirs = {"": weak_dirs}
+    for kind, folder in (weak_dirs or {}).items():
+        if not Path(folder).expanduser().is_dir():
+            key = f"data.weak_label_dir.{kind}" if kind else "data.weak_label_dir"
+            raise ConfigError(f"{key}: folder {folder} does not exist")
     if (
         isinstance(cfg.model.pretrained, str)
         and not Path(cfg.model.pretrained).expanduser().is_file()

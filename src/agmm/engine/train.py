@@ -1,0 +1,576 @@
+"""The training loop: build, loop (forward -> AGMMLoss -> backward -> step), log, checkpoint, validate.
+
+The same code runs one process on a CPU and N processes under ``torchrun`` (DDP): distributed
+details live in :mod:`agmm.engine.distributed` and are no-ops in a single process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from agmm.config import Config, dump_config, validate_paths
+from agmm.engine import distributed as dist_utils
+from agmm.engine.build import build_loss, build_segmenter, build_train_dataset, build_val_dataset
+from agmm.engine.checkpoint import (
+    FORMAT,
+    capture_rng,
+    config_dict,
+    load_checkpoint,
+    load_state_dict_checked,
+    resolve_resume,
+    restore_rng,
+    write_run_checkpoint,
+)
+from agmm.engine.optim import build_optimizer, build_scheduler
+from agmm.engine.sampler import ResumableSampler, SeededDataset
+from agmm.errors import AGMMError, CheckpointError, ConfigError, DataError
+
+IGNORE_INDEX = 255
+TERMS = ("seg", "self", "weak", "con", "cls")
+
+
+class NonFiniteLossError(AGMMError):
+    """Too many training steps produced a NaN or infinite loss."""
+
+
+class TrainStep(nn.Module):
+    """Segmenter + AGMMLoss as one module, so that DDP all-reduces the gradients of both.
+
+    For image-tag supervision ``cam_seeds`` turns the detached CAMs into weak labels each step.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, cam_seeds=None) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.cam_seeds = cam_seeds
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        weak_labels: torch.Tensor,
+        *,
+        tags: torch.Tensor | None = None,
+        valid_mask: torch.Tensor | None = None,
+        use_cam_seeds: bool = False,
+    ) -> tuple[dict, dict, torch.Tensor]:
+        """Returns (model outputs, AGMMLoss outputs, the weak labels the loss saw (B, H, W))."""
+        outputs = self.model(images)
+        if self.cam_seeds is not None:
+            if use_cam_seeds:
+                weak_labels = self.cam_seeds(outputs["cams"].detach(), tags, images.shape[-2:])
+            else:  # warm-up: classification only, no labeled pixel for L_seg and the GMM
+                weak_labels = torch.full_like(weak_labels, IGNORE_INDEX)
+            if valid_mask is not None:
+                weak_labels = weak_labels.masked_fill(~valid_mask, IGNORE_INDEX)
+        losses = self.loss_fn(
+            outputs["features"],
+            outputs["logits"],
+            weak_labels,
+            tags=tags if "cls_logits" in outputs else None,
+            cls_logits=outputs.get("cls_logits"),
+            valid_mask=valid_mask,
+        )
+        return outputs, losses, weak_labels
+
+
+def train(
+    cfg: Config, *, resume: str | Path | None = None, stop_at_step: int | None = None
+) -> dict:
+    """Train the model of ``cfg``; returns the final metrics and the checkpoint path.
+
+    ``resume``: a checkpoint file or run folder to continue from, or ``"auto"`` (the run's own
+    ``last.pt`` if it exists). ``stop_at_step``: stop (after checkpointing) at this step, as a
+    time-boxed job would; a later ``resume`` continues to the same result as one uninterrupted run.
+    Under ``torchrun`` every process calls this; rank 0 logs and writes files.
+    """
+    validate_paths(cfg)
+    owns_group = not dist_utils.is_distributed()
+    device = dist_utils.init_distributed(cfg.train.device)
+    try:
+        return _train(cfg, device, resume, stop_at_step)
+    finally:
+        if owns_group:
+            dist_utils.cleanup()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) -> dict:
+    world, rank, main = dist_utils.world_size(), dist_utils.rank(), dist_utils.is_main()
+    if cfg.train.batch_size % world:
+        raise ConfigError(
+            f"train.batch_size: {cfg.train.batch_size} images do not split evenly over {world} processes"
+        )
+    per_rank_batch = cfg.train.batch_size // world
+    output_dir = Path(cfg.output_dir)
+    resume_path = resolve_resume(resume, output_dir)
+
+    # ---- build -------------------------------------------------------------------------------
+    seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
+    train_set = build_train_dataset(cfg)
+    num_classes = int(train_set.num_classes)
+    if len(train_set) < cfg.train.batch_size:
+        raise DataError(
+            f"{cfg.data.name} {cfg.data.train_split}: {len(train_set)} images, fewer than one batch "
+            f"(train.batch_size={cfg.train.batch_size})"
+        )
+    val_set = build_val_dataset(cfg) if cfg.train.validate else None
+    model = build_segmenter(cfg, num_classes).to(device)
+    loss_fn = build_loss(cfg, model, num_classes).to(device)
+    step_module = TrainStep(model, loss_fn, cam_seeds=_cam_seed_fn(cfg, train_set))
+    if world > 1 and device.type == "cuda" and cfg.train.sync_bn:
+        step_module = nn.SyncBatchNorm.convert_sync_batchnorm(step_module)
+        model, loss_fn = step_module.model, step_module.loss_fn
+    ddp = DistributedDataParallel(
+        step_module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=_may_leave_parameters_unused(cfg),
+    )
+    optimizer = build_optimizer(model, loss_fn, cfg.train)
+    scheduler = build_scheduler(optimizer, cfg.train)
+    amp_dtype = _amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    sampler = ResumableSampler(train_set, num_replicas=world, rank=rank, seed=cfg.seed)
+    loader = DataLoader(
+        SeededDataset(train_set, cfg.seed),
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        collate_fn=_collate,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),  # worker seeds must not consume the global RNG stream
+    )
+
+    step, epoch, position, skipped = 0, 0, 0, 0
+    if resume_path is not None:
+        state = load_checkpoint(resume_path, map_location=device)
+        if int(state["num_classes"]) != num_classes:
+            raise CheckpointError(
+                f"{resume_path}: checkpoint has {state['num_classes']} classes, "
+                f"dataset {cfg.data.name} has {num_classes}"
+            )
+        load_state_dict_checked(model, state["model"], resume_path, "model")
+        load_state_dict_checked(loss_fn, state["loss_module"], resume_path, "GMM loss module")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step, skipped = int(state["step"]), int(state.get("skipped_steps", 0))
+        epoch, position = int(state["sampler"]["epoch"]), int(state["sampler"]["position"])
+        restore_rng(state["rng"])
+    else:
+        torch.manual_seed(cfg.seed + rank)  # different dropout per rank, reproducible per run
+
+    log = RunLogger(cfg, output_dir, enabled=main, start_step=step)
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(dump_config(cfg))
+        where = f"{world} process(es) on {device.type}"
+        log.message(
+            f"agmm train: {cfg.name or 'run'} on {cfg.data.name}/{cfg.data.supervision}, {len(train_set)} "
+            f"images, {num_classes} classes, {where}, steps {step}->{cfg.train.steps}"
+            + (f", resumed from {resume_path}" if resume_path else "")
+        )
+    pseudo = PseudoLabelTracker(num_classes, device) if cfg.train.track_pseudo_labels else None
+    cam_warmup = cfg.loss.cam_warmup_steps if step_module.cam_seeds is not None else 0
+
+    def checkpoint_state() -> dict:
+        return {
+            "format": FORMAT,
+            "step": step,
+            "model": model.state_dict(),
+            "loss_module": loss_fn.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": capture_rng(),
+            "sampler": {"epoch": epoch, "position": position},
+            "skipped_steps": skipped,
+            "config": config_dict(cfg),
+            "classes": list(train_set.classes),
+            "num_classes": num_classes,
+            "palette": np.asarray(train_set.palette).astype(int).tolist(),
+        }
+
+    def save() -> Path | None:
+        if not main:
+            return None
+        return write_run_checkpoint(checkpoint_state(), output_dir, keep=cfg.train.keep_checkpoints)
+
+    def validate_now() -> dict:
+        metrics = {}
+        if pseudo is not None:
+            metrics.update(pseudo.compute_and_reset())
+        if val_set is not None:
+            metrics.update(_validate(model, val_set, cfg, device))
+        log.scalars(step, metrics)
+        return metrics
+
+    # ---- loop --------------------------------------------------------------------------------
+    model.train()
+    loss_fn.train()
+    checkpoint_path, metrics = None, {}
+    window = LossWindow(device)
+    batches = _batches(loader, sampler, epoch, position)
+    while step < cfg.train.steps:
+        epoch, position, batch = next(batches)
+        batch = _to_device(batch, device)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            outputs, losses, weak_labels = ddp(
+                batch["image"],
+                batch["weak_label"],
+                tags=batch["tags"],
+                valid_mask=batch["valid_mask"],
+                use_cam_seeds=step >= cam_warmup,
+            )
+        loss = losses["loss"]
+        # Every rank must agree to skip, or DDP's gradient all-reduce would wait forever.
+        non_finite = dist_utils.all_reduce_sum(
+            torch.tensor([float(not torch.isfinite(loss))], device=device)
+        )
+        optimizer.zero_grad(set_to_none=True)
+        if non_finite.item() > 0:
+            skipped += 1
+            log.message(
+                f"step {step + 1}: loss is not finite ({loss.item()}), step skipped ({skipped} so far)"
+            )
+            if skipped > cfg.train.max_skipped_steps:
+                raise NonFiniteLossError(
+                    f"{skipped} training steps had a non-finite loss (train.max_skipped_steps="
+                    f"{cfg.train.max_skipped_steps}); last terms: {_floats(losses['terms'])}. "
+                    "Try a lower train.lr, train.amp=off or train.grad_clip."
+                )
+        else:
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if cfg.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.train.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            window.add(loss, losses["terms"], images=batch["image"].shape[0])
+            if pseudo is not None:
+                pseudo.update(outputs, losses, batch)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        step += 1
+
+        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+            log.train(step, window.compute_and_reset(), lr=lr, skipped=skipped)
+        else:
+            log.advance(step)
+        if (cfg.train.val_every and step % cfg.train.val_every == 0) or step == cfg.train.steps:
+            metrics = validate_now()
+        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+            checkpoint_path = save()
+        if stop_at_step is not None and step >= stop_at_step and step < cfg.train.steps:
+            checkpoint_path = save()
+            break
+    dist_utils.barrier()
+    log.close()
+    result = {
+        "step": step,
+        "checkpoint": str(checkpoint_path) if checkpoint_path else str(output_dir / "last.pt"),
+        "output_dir": str(output_dir),
+        "skipped_steps": skipped,
+        "loss": log.last_loss,
+        "first_loss": log.first_loss,
+        "images_per_s": log.mean_images_per_s(),
+        **{k: v for k, v in metrics.items() if isinstance(v, float | int)},
+    }
+    if main:
+        (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces of the loop
+
+
+def _batches(loader: DataLoader, sampler: ResumableSampler, epoch: int, position: int):
+    """Endless ``(epoch, position after this batch, batch)``, starting at batch ``position`` of ``epoch``."""
+    while True:
+        sampler.set_epoch(epoch, start=position * loader.batch_size)
+        for batch in loader:
+            position += 1
+            yield epoch, position, batch
+        epoch, position = epoch + 1, 0
+
+
+def _collate(samples: list[dict]) -> dict:
+    from agmm.data.collate import collate_batch
+
+    return collate_batch(samples)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {
+        key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+        for key, value in batch.items()
+    }
+
+
+def _amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """bf16 / fp16 autocast on CUDA as configured; None (float32) on CPU."""
+    if device.type != "cuda" or cfg.train.amp == "off":
+        return None
+    if cfg.train.amp == "fp16":
+        return torch.float16
+    if cfg.train.amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def _may_leave_parameters_unused(cfg: Config) -> bool:
+    """Whether some parameters can get no gradient in a step (DDP must then search for them).
+
+    The squeeze conv is unused without the GMM or with stopped GMM gradients, and the tags path
+    switches between classification-only and full steps.
+    """
+    gmm_trains_squeeze = (
+        cfg.loss.enabled
+        and not cfg.loss.stop_gradient
+        and (
+            cfg.loss.use_weak
+            or cfg.loss.use_con
+            or (cfg.loss.use_self and cfg.loss.pseudo_labels == "gmm")
+        )
+    )
+    return cfg.use_cls_head or not gmm_trains_squeeze
+
+
+def _cam_seed_fn(cfg: Config, dataset):
+    """For image tags: ``(cams, tags, size) -> weak labels (B, H, W)`` from agmm.seeds, else None."""
+    if cfg.data.supervision != "tags":
+        return None
+    try:
+        from agmm.seeds.cam import cam_seeds
+    except ImportError as error:
+        raise ConfigError(
+            f"data.supervision: image tags need online CAM seeds (agmm.seeds.cam), not available: {error}"
+        ) from None
+    options = dict(cfg.loss.cam_args)
+    options.setdefault("has_background", bool(getattr(dataset, "has_background", False)))
+
+    def seeds(cams: torch.Tensor, tags: torch.Tensor, size) -> torch.Tensor:
+        return cam_seeds(cams, tags, size=tuple(size), **options)
+
+    return seeds
+
+
+def _validate(model: nn.Module, val_set, cfg: Config, device: torch.device) -> dict:
+    """Segmentation mIoU on the validation split (every rank evaluates a shard)."""
+    from agmm.eval import evaluate
+
+    result = evaluate(
+        model,
+        val_set,
+        scales=tuple(cfg.eval.scales),
+        flip=cfg.eval.flip,
+        sliding=cfg.eval.sliding,
+        crf=cfg.eval.crf or None,
+        batch_size=cfg.eval.batch_size,
+        device=device,
+        progress=False,
+    )
+    model.train()
+    return {"val/miou": float(result["miou"]), "val/pixel_acc": float(result["pixel_acc"])}
+
+
+def _floats(terms: dict) -> dict:
+    return {name: round(float(value), 4) for name, value in terms.items()}
+
+
+class LossWindow:
+    """Sums of the loss terms over the steps since the last log line (averaged over ranks)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(len(TERMS) + 1, device=self.device, dtype=torch.float64)
+        self.steps = 0
+        self.images = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, terms: dict, *, images: int) -> None:
+        values = [loss.detach()] + [
+            torch.as_tensor(terms.get(name, 0.0)).detach() for name in TERMS
+        ]
+        self.sums += torch.stack([v.to(self.device, torch.float64).reshape(()) for v in values])
+        self.steps += 1
+        self.images += images
+
+    def compute_and_reset(self) -> dict:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        totals = torch.cat(
+            [
+                self.sums,
+                torch.tensor([self.steps, self.images], device=self.device, dtype=torch.float64),
+            ]
+        )
+        dist_utils.all_reduce_sum(totals)
+        steps, images = totals[-2].item(), totals[-1].item()
+        out = {"images_per_s": images / elapsed}
+        if steps > 0:
+            means = (totals[:-2] / steps).tolist()
+            out.update(loss=means[0], **dict(zip(TERMS, means[1:])))
+        self.reset()
+        return out
+
+
+class PseudoLabelTracker:
+    """mIoU of the GMM pseudo labels (arg-max of G over the image's classes) and of the segmenter
+    on the training batches, against the dense masks where the dataset has them (paper Fig. 10)."""
+
+    def __init__(self, num_classes: int, device: torch.device) -> None:
+        from agmm.eval.metrics import ConfusionMatrix
+
+        self.gmm = ConfusionMatrix(num_classes, device=device)
+        self.seg = ConfusionMatrix(num_classes, device=device)
+
+    @torch.no_grad()
+    def update(self, outputs: dict, losses: dict, batch: dict) -> None:
+        masks = batch["mask"]
+        if not bool((masks != IGNORE_INDEX).any()):
+            return
+        self.seg.update(outputs["logits"].argmax(dim=1), masks)
+        if "gmm_new" not in losses:
+            return
+        gmm = F.interpolate(
+            losses["gmm_new"].float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
+        )
+        labels = gmm.argmax(dim=1)
+        no_component = ~losses["present"].any(dim=1)  # an image without any weak label
+        labels[no_component] = IGNORE_INDEX
+        self.gmm.update(labels, masks)
+
+    def compute_and_reset(self) -> dict:
+        out = {}
+        for name, matrix in (("pseudo/gmm_miou", self.gmm), ("pseudo/seg_miou", self.seg)):
+            matrix.all_reduce()
+            if int(matrix.matrix.sum()) > 0:
+                out[name] = float(matrix.miou())
+            matrix.reset()
+        return out
+
+
+class RunLogger:
+    """Progress bar, TensorBoard scalars and ``metrics.jsonl`` (one JSON object per log line).
+
+    Only the main process writes; on the others every method is a no-op.
+    """
+
+    def __init__(self, cfg: Config, output_dir: Path, *, enabled: bool, start_step: int) -> None:
+        self.enabled = enabled
+        self.first_loss = None
+        self.last_loss = None
+        self.rates: list[float] = []
+        self.bar = self.writer = self.jsonl = None
+        if not enabled:
+            return
+        from tqdm.auto import tqdm
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = open(output_dir / "metrics.jsonl", "a")
+        if cfg.train.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(
+                log_dir=str(output_dir / "tensorboard"), purge_step=start_step or None
+            )
+        self.bar = tqdm(
+            total=cfg.train.steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            disable=not cfg.train.progress_bar,
+            dynamic_ncols=True,
+        )
+        self.started = time.time()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            (self.bar.write if self.bar is not None else print)(text)
+
+    def advance(self, step: int) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+
+    def train(self, step: int, window: dict, *, lr: float, skipped: int) -> None:
+        if "loss" in window:
+            self.first_loss = window["loss"] if self.first_loss is None else self.first_loss
+            self.last_loss = window["loss"]
+        self.rates.append(window["images_per_s"])
+        scalars = {f"train/{key}": value for key, value in window.items() if key != "images_per_s"}
+        scalars.update(
+            {"lr": lr, "images_per_s": window["images_per_s"], "train/skipped_steps": skipped}
+        )
+        self.scalars(step, scalars)
+        if self.bar is not None:
+            shown = {k: f"{window[k]:.3f}" for k in ("loss", *TERMS) if window.get(k)}
+            shown.update(lr=f"{lr:.2e}", img_s=f"{window['images_per_s']:.1f}")
+            if skipped:
+                shown["skipped"] = str(skipped)
+            self.bar.set_postfix(shown, refresh=False)
+            self.advance(step)
+
+    def scalars(self, step: int, values: dict) -> None:
+        if not self.enabled or not values:
+            return
+        values = {
+            k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))
+        }
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+        self.jsonl.write(
+            json.dumps({"step": step, "time": round(time.time() - self.started, 3), **values})
+            + "\n"
+        )
+        self.jsonl.flush()
+        if any(key.startswith(("val/", "pseudo/")) for key in values):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+            self.message(f"step {step}: {shown}")
+
+    def mean_images_per_s(self) -> float | None:
+        rates = self.rates[1:] or self.rates  # the first window includes start-up
+        return float(np.mean(rates)) if rates else None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorBoard's optional TensorFlow import
