@@ -1,0 +1,177 @@
+"""Image tags -> seeds through online class activation maps (CAMs), after ToCo (Ru et al., CVPR'23).
+
+The model's classification branch (``build_model(..., cls_head=True)``) gives ``cls_logits`` (B, K),
+trained with :func:`cam_loss` (L_cls), and ``cams`` (B, K, h, w). Every training step,
+:func:`cam_seeds` turns the CAMs of each image's tagged classes into a seed map:
+
+- ReLU, bilinear upsampling to the image size, division by each class map's maximum -> [0, 1];
+- with a background class (VOC, COCO): a pixel whose best tagged class scores above ``high`` gets
+  that class; a pixel where every tagged class scores at most ``low`` is background (0); the rest
+  is ignored (255);
+- without one (CamVid, Cityscapes): a pixel is seeded only where one tagged class clearly wins,
+  i.e. scores at least ``high`` and beats every other tagged class by ``margin``; else 255.
+
+Defaults ``high=0.7``, ``low=0.25`` are ToCo's released VOC settings (``--high_thre 0.7 --low_thre
+0.25`` in ``scripts/dist_train_voc_seg_neg.py`` of github.com/rulixiang/ToCo); ``margin=0.1`` is our
+choice. ToCo trains the classifier alone for its first 2000 of 20000 iterations before the seeds
+supervise segmentation: the engine's ``warmup_steps`` (suggested default 10 % of the steps) does that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+TOCO_HIGH = 0.7
+TOCO_LOW = 0.25
+
+
+def cam_loss(cls_logits: torch.Tensor, tags: torch.Tensor, *, has_background: bool = False):
+    """L_cls: multi-label soft-margin loss. cls_logits, tags: (B, K) -> scalar.
+
+    With ``has_background`` the background column (id 0) is left out: it is in (almost) every image
+    and its CAM is never used (background seeds come from the low threshold).
+    """
+    if has_background:
+        cls_logits, tags = cls_logits[:, 1:], tags[:, 1:]
+    return F.multilabel_soft_margin_loss(cls_logits, tags.to(cls_logits.dtype))
+
+
+def seedable_classes(tags: torch.Tensor, *, has_background: bool) -> torch.Tensor:
+    """(B, K) multi-hot tags -> (B, K) bool: classes whose CAM may seed (background never does)."""
+    tagged = tags > 0
+    if has_background:
+        tagged = tagged.clone()
+        tagged[:, 0] = False
+    return tagged
+
+
+def normalise_cams(
+    cams: torch.Tensor, tags: torch.Tensor, *, image_size: tuple[int, int], has_background: bool
+) -> torch.Tensor:
+    """cams (B, K, h, w) -> (B, K, H, W) in [0, 1]: ReLU, upsampled, divided by each map's max.
+
+    Untagged classes (and the background channel when ``has_background``) are 0.
+    """
+    cams = F.interpolate(
+        F.relu(cams.detach().float()), size=tuple(image_size), mode="bilinear", align_corners=False
+    )
+    peak = cams.amax(dim=(2, 3), keepdim=True)
+    tagged = seedable_classes(tags, has_background=has_background)
+    return cams / (peak + 1e-5) * tagged[:, :, None, None]
+
+
+def threshold_cams(
+    norm_cams: torch.Tensor,
+    tags: torch.Tensor,
+    *,
+    has_background: bool,
+    high: float = TOCO_HIGH,
+    low: float = TOCO_LOW,
+    margin: float = 0.1,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """norm_cams (B, K, H, W) in [0, 1], 0 for untagged classes -> seeds (B, H, W) int64."""
+    best, best_class = norm_cams.max(dim=1)
+    seeds = torch.full_like(best_class, ignore_index)
+    if has_background:
+        seeds = torch.where(best > high, best_class, seeds)
+        seeds = torch.where(best <= low, torch.zeros_like(seeds), seeds)
+    else:
+        if norm_cams.shape[1] > 1:
+            runner_up = norm_cams.topk(2, dim=1).values[:, 1]
+        else:
+            runner_up = torch.zeros_like(best)
+        clear_winner = (best >= high) & (best - runner_up >= margin)
+        seeds = torch.where(clear_winner, best_class, seeds)
+    untagged_image = (tags > 0).sum(dim=1) == 0  # no tag at all: nothing is known -> all ignore
+    return seeds.masked_fill(untagged_image[:, None, None], ignore_index)
+
+
+def cam_seeds(
+    cams: torch.Tensor,
+    tags: torch.Tensor,
+    *,
+    image_size: tuple[int, int],
+    has_background: bool,
+    high: float = TOCO_HIGH,
+    low: float = TOCO_LOW,
+    margin: float = 0.1,
+    ignore_index: int = IGNORE_INDEX,
+    refine: str | None = None,
+    images: np.ndarray | torch.Tensor | None = None,
+    crf_params: dict | None = None,
+) -> torch.Tensor:
+    """Seeds from CAMs and image tags (see the module docstring for the rule).
+
+    Args:
+        cams: (B, K, h, w) raw class activation maps (``model(x)["cams"]``); not differentiated.
+        tags: (B, K) multi-hot image tags. An image without any tag is all ``ignore_index``.
+        image_size: (H, W) of the seed maps (the input images).
+        has_background: the dataset has a background class at id 0.
+        high, low, margin: thresholds on the normalised CAMs.
+        refine: ``None`` or ``"crf"``: refine the normalised CAMs with a dense CRF on the image
+            (pydensecrf2) before thresholding; needs ``images``.
+        images: (B, H, W, 3) uint8 RGB, only for ``refine="crf"``.
+        crf_params: keyword arguments of :func:`agmm.eval.crf.crf_refine`.
+
+    Returns:
+        (B, H, W) int64 class ids, ``ignore_index`` where unsure; on ``cams``' device.
+    """
+    norm_cams = normalise_cams(cams, tags, image_size=image_size, has_background=has_background)
+    if refine == "crf":
+        if images is None:
+            raise ValueError("cam_seeds(refine='crf') needs the images (B, H, W, 3) uint8")
+        norm_cams = crf_refine_cams(
+            norm_cams, tags, images, has_background=has_background, **(crf_params or {})
+        )
+    elif refine is not None:
+        raise ValueError(f"cam_seeds: refine must be None or 'crf', got {refine!r}")
+    return threshold_cams(
+        norm_cams,
+        tags,
+        has_background=has_background,
+        high=high,
+        low=low,
+        margin=margin,
+        ignore_index=ignore_index,
+    )
+
+
+def crf_refine_cams(
+    norm_cams: torch.Tensor,
+    tags: torch.Tensor,
+    images: np.ndarray | torch.Tensor,
+    *,
+    has_background: bool,
+    **crf_params,
+) -> torch.Tensor:
+    """Dense-CRF refinement of normalised CAMs: (B, K, H, W) -> (B, K, H, W) CRF marginals.
+
+    Per image, the CRF runs over the tagged classes (plus background scored ``1 - max CAM`` when the
+    dataset has one); their normalised scores are the unary probabilities. Untagged classes stay 0.
+    The loop over images is inherent (one CRF per image).
+    """
+    from agmm.eval.crf import crf_refine
+
+    images = images.cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
+    seedable = seedable_classes(tags, has_background=has_background).cpu()
+    scores = norm_cams.cpu()
+    refined = torch.zeros_like(scores)
+    for index in range(scores.shape[0]):
+        classes = seedable[index].nonzero().flatten()
+        if not has_background and len(classes) == 0:
+            continue
+        fg = scores[index, classes]
+        if has_background:
+            background = 1.0 - (fg.amax(dim=0, keepdim=True) if len(classes) else 0.0)
+            fg = torch.cat([torch.as_tensor(background).expand(1, *fg.shape[1:]), fg])
+            classes = torch.cat([torch.zeros(1, dtype=classes.dtype), classes])
+        probs = (fg + 1e-5) / (fg + 1e-5).sum(dim=0, keepdim=True)
+        marginals = crf_refine(np.ascontiguousarray(images[index]), probs.numpy(), **crf_params)
+        refined[index, classes] = torch.from_numpy(marginals)
+    if has_background:
+        refined[:, 0] = 0.0  # background is decided by the low threshold, as without refinement
+    return refined.to(norm_cams.device)

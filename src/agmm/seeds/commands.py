@@ -1,0 +1,121 @@
+"""`agmm seeds`: write the seeds of image tags (CAMs of a trained model) or boxes (GrabCut) as PNGs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agmm.seeds.cam import TOCO_HIGH, TOCO_LOW
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "seeds",
+        help="turn image tags or boxes into seed label PNGs (and measure them against masks)",
+        description=(
+            "Write one seed PNG per image (class ids, 255 = unlabeled) to --out, usable as "
+            "--weak-label-dir for training. With dense masks, print the seeds' precision (mIoU on "
+            "the seeded pixels) and coverage per class."
+        ),
+    )
+    parser.add_argument("--data", required=True, help="dataset name (camvid, voc, coco, ...)")
+    parser.add_argument("--root", required=True, type=Path, help="dataset folder")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--supervision", required=True, choices=("tags", "boxes"))
+    parser.add_argument("--out", required=True, type=Path, help="folder for the seed PNGs")
+    parser.add_argument(
+        "--weak-label-dir",
+        type=Path,
+        default=None,
+        help="boxes/tags files of the dataset (default: simulated from the masks)",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="tags: a checkpoint of a model with cls_head"
+    )
+    parser.add_argument("--high", type=float, default=TOCO_HIGH, help="tags: foreground threshold")
+    parser.add_argument("--low", type=float, default=TOCO_LOW, help="tags: background threshold")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=0.1,
+        help="tags, no-background datasets: lead of the winning class",
+    )
+    parser.add_argument("--refine", choices=("crf",), default=None, help="tags: refine CAMs first")
+    parser.add_argument("--device", default=None, help="tags: cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument(
+        "--method",
+        choices=("grabcut", "shrink"),
+        default="grabcut",
+        help="boxes: GrabCut, or the shrunk box interior",
+    )
+    parser.add_argument("--iterations", type=int, default=5, help="boxes: GrabCut iterations")
+    parser.add_argument("--shrink-margin", type=float, default=0.15, help="boxes: shrink margin")
+    parser.add_argument("--workers", type=int, default=1, help="boxes: parallel processes")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="boxes: seed cache (default: <out>/.cache)"
+    )
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run_seeds)
+
+
+def run_seeds(args: argparse.Namespace) -> int:
+    from agmm.data import build_dataset
+
+    dataset = build_dataset(
+        args.data,
+        root=args.root,
+        split=args.split,
+        supervision=args.supervision,
+        weak_label_dir=args.weak_label_dir,
+    )
+    classes = list(dataset.classes)
+    if args.supervision == "boxes":
+        from agmm.seeds.box_cache import compute_box_seeds
+
+        run = compute_box_seeds(
+            dataset,
+            args.cache_dir or args.out / ".cache",
+            out_dir=args.out,
+            workers=args.workers,
+            method=args.method,
+            iterations=args.iterations,
+            shrink_margin=args.shrink_margin,
+            progress=not args.no_progress,
+        )
+        print(
+            f"wrote {len(run.paths)} box seed maps to {args.out} ({run.computed} computed, "
+            f"{run.reused} from the cache, {run.recomputed_corrupt} corrupt entries recomputed)"
+        )
+        if run.no_boxes:
+            print(f"{len(run.no_boxes)} images have no box (seeded as background/ignore only)")
+    else:
+        from agmm.errors import ConfigError
+        from agmm.seeds.cam_export import compute_cam_seeds
+
+        if args.checkpoint is None:
+            raise ConfigError("--checkpoint: tags seeds need a model trained with cls_head=true")
+        import torch
+
+        from agmm.engine.checkpoint import load_model
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, _, _ = load_model(args.checkpoint, map_location=device, num_classes=len(classes))
+        run = compute_cam_seeds(
+            model,
+            dataset,
+            args.out,
+            high=args.high,
+            low=args.low,
+            margin=args.margin,
+            refine=args.refine,
+            device=device,
+            progress=not args.no_progress,
+        )
+        print(f"wrote {len(run.paths)} CAM seed maps to {args.out}")
+        if run.untagged:
+            print(f"skipped {len(run.untagged)} images without tags (all 255): {run.untagged[:5]}")
+    if run.quality is not None:
+        print(run.quality.format_table(classes))
+    else:
+        print("no dense masks in this split: seed precision not measured")
+    return 0
