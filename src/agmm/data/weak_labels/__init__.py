@@ -1,1 +1,63 @@
-"""Weak labels: simulate them from dense masks, read the files the community ships, write them."""
+"""Weak labels: simulate them from dense masks, read the files the community ships, write them.
+
+- ``simulate``: ``simulate_weak_label(mask, kind, rng=..., num_classes=...)`` for points,
+  scribbles, blocks, boxes, tags and full masks; ``image_rng(seed, name)`` per image.
+- ``readers``: label PNGs (VOC/TEL/AGMM, Cityscapes labelIds, ADE20K blocks), "What's the point"
+  clicks, ScribbleSup XML, VOC/COCO boxes, image tags.
+- ``make_labels``: ``agmm make-labels`` (``make_labels`` for a notebook), ``protocols``: presets.
+"""
+
+from agmm.data.weak_labels.make_labels import (
+    add_make_labels_arguments,
+    make_labels,
+    run_make_labels,
+)
+from agmm.data.weak_labels.protocols import PROTOCOLS, get_protocol
+from agmm.data.weak_labels.readers import (
+    CITYSCAPES_LABELID_TO_TRAINID,
+    LABEL_PNG_CONVENTIONS,
+    VOC_CLASSES,
+    coco_category_map,
+    read_boxes_json,
+    read_coco_boxes,
+    read_label_png,
+    read_scribblesup_xml,
+    read_tags_json,
+    read_tags_list,
+    read_tags_npy,
+    read_voc_boxes,
+    read_whats_the_point_json,
+    tags_from_label,
+)
+from agmm.data.weak_labels.simulate import (
+    DEFAULT_PARAMS,
+    KINDS,
+    image_rng,
+    simulate_weak_label,
+)
+
+__all__ = [
+    "CITYSCAPES_LABELID_TO_TRAINID",
+    "DEFAULT_PARAMS",
+    "KINDS",
+    "LABEL_PNG_CONVENTIONS",
+    "PROTOCOLS",
+    "VOC_CLASSES",
+    "add_make_labels_arguments",
+    "coco_category_map",
+    "get_protocol",
+    "image_rng",
+    "make_labels",
+    "read_boxes_json",
+    "read_coco_boxes",
+    "read_label_png",
+    "read_scribblesup_xml",
+    "read_tags_json",
+    "read_tags_list",
+    "read_tags_npy",
+    "read_voc_boxes",
+    "read_whats_the_point_json",
+    "run_make_labels",
+    "simulate_weak_label",
+    "tags_from_label",
+]

@@ -636,3 +636,10 @@ def _normalise(name: str) -> str:
 
 def _name_lookup(class_names: Sequence[str]) -> dict[str, int]:
     return {_normalise(name): index for index, name in enumerate(class_names)}
+
+
+def read_voc_xml(
+    xml_path: PathLike, classes: Sequence[str], *, skip_difficult: bool = False
+) -> np.ndarray:
+    """Same as ``read_voc_boxes`` (the name ``agmm.data.datasets`` calls)."""
+    return read_voc_boxes(xml_path, classes, skip_difficult=skip_difficult)
