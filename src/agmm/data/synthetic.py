@@ -166,6 +166,7 @@ class SyntheticShapes(SegmentationDataset):
     """
 
     has_background = True
+    generated = True  # images are made in read_raw, not read from files
 
     def __init__(
         self,

@@ -86,6 +86,8 @@ class SegmentationDataset(Dataset):
         skip_bad: leave out images whose files are missing, unreadable or inconsistent (checked
             when the dataset is built), log them and list them in ``self.skipped``; otherwise
             such an image raises DataError/LabelError naming the file.
+        validate: read every image and label when the dataset is built (default: ``skip_bad``);
+            missing files are always checked.
     """
 
     classes: list[str] = []
@@ -118,6 +120,7 @@ class SegmentationDataset(Dataset):
         transform: Callable[[dict], dict] | None = None,
         seed: int = 0,
         skip_bad: bool = False,
+        validate: bool | None = None,
     ) -> None:
         if supervision not in (*SUPERVISIONS, "mixed"):
             raise DataError(
@@ -141,7 +144,7 @@ class SegmentationDataset(Dataset):
         records = self._scan()
         records = self._check_files(records)
         kinds = self._resolve_kinds(records, supervision_map)
-        if skip_bad:
+        if skip_bad if validate is None else validate:
             records, kinds = self._drop_unreadable(records, kinds)
         if not records:
             raise DataError(f"{self._where()}: split {split!r} has no images")
@@ -201,6 +204,8 @@ class SegmentationDataset(Dataset):
         record = self.records[index]
         hw = raw["image"].shape[:2]
         mask = raw["mask"]
+        if kind == "full" and self._weak_files("full", record).get(".png") is not None:
+            return self._weak_from_files(record, kind, hw)  # e.g. pseudo labels of a previous stage
         if kind == "full":
             if mask is None:
                 raise DataError(
@@ -298,7 +303,9 @@ class SegmentationDataset(Dataset):
         return kept
 
     def _weak_dirs(self, weak_label_dir) -> dict[str, Path]:
+        """Kind -> folder (or tag file) of weak labels; indexes the files found there."""
         self._weak_index: dict[str, dict[str, dict[str, Path]]] = {}
+        self._tag_tables: dict[str, dict[str, np.ndarray]] = {}
         if weak_label_dir is None:
             return {}
         if isinstance(weak_label_dir, Mapping):
@@ -306,18 +313,48 @@ class SegmentationDataset(Dataset):
             unknown = sorted(set(dirs) - set(SUPERVISIONS))
             if unknown:
                 raise DataError(
-                    f"weak_label_dir has unknown supervision kinds {unknown}; valid: {', '.join(SUPERVISIONS)}"
+                    f"weak_label_dir has unknown supervision kinds {unknown}; valid: "
+                    f"{', '.join(SUPERVISIONS)}"
                 )
         else:
-            if self.supervision == "mixed":
-                dirs = {"mixed": Path(weak_label_dir)}
-            else:
-                dirs = {self.supervision: Path(weak_label_dir)}
-        for path in dirs.values():
+            key = "mixed" if self.supervision == "mixed" else self.supervision
+            dirs = {key: Path(weak_label_dir)}
+        for kind, path in dirs.items():
             if not path.exists():
                 raise DataError(f"{path}: weak-label folder does not exist")
-        self._weak_index = {kind: _index_files(path) for kind, path in dirs.items()}
+            if path.is_file():  # a tag file: cls_labels.npy, tags.json or a list file
+                self._tag_tables[kind] = self._read_tag_file(path)
+                self._weak_index[kind] = {}
+            else:
+                self._weak_index[kind] = _index_files(path)
+                tags_json = path / "tags.json"
+                if tags_json.is_file() and kind in ("tags", "mixed"):
+                    self._tag_tables[kind] = self._read_tag_file(tags_json)
         return dirs
+
+    def _read_tag_file(self, path: Path) -> dict[str, np.ndarray]:
+        """name -> (K,) tags from cls_labels.npy (with or without a background entry), a
+        make-labels tags.json, or a list file of lines ``name class class ...``."""
+        from agmm.data.weak_labels import readers
+
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            offset = 0
+            if self.has_background:
+                data = np.load(path, allow_pickle=True)
+                data = data.item() if data.dtype == object else data
+                first = next(iter(data.values()), None) if isinstance(data, Mapping) else None
+                if first is not None and np.asarray(first).size == self.num_classes - 1:
+                    offset = 1  # VOC/COCO style: object classes only, background implied
+            return readers.read_tags_npy(
+                path,
+                num_classes=self.num_classes,
+                class_offset=offset,
+                background_index=0 if offset else None,
+            )
+        if suffix == ".json":
+            return readers.read_tags_json(path, num_classes=self.num_classes)
+        return readers.read_tags_list(path, num_classes=self.num_classes, class_names=self.classes)
 
     def _resolve_kinds(self, records: list[Record], supervision_map) -> list[str]:
         mapping = _read_supervision_map(supervision_map) if supervision_map is not None else {}
@@ -326,15 +363,15 @@ class SegmentationDataset(Dataset):
         for record in records:
             kind = mapping.get(record.name, mapping.get(record.image_path.name))
             if kind is None and self.supervision == "mixed" and len(self.weak_label_dirs) > 1:
-                kind = next((k for k in self.weak_label_dirs if self._weak_files(k, record)), None)
+                kind = next((k for k in self.weak_label_dirs if self._has_weak(k, record)), None)
             if kind is None:
                 kind = self.supervision
             if kind == "mixed":
                 self._problem(
                     record,
                     record.image_path,
-                    "mixed supervision but the supervision map and weak-label folders give no kind"
-                    " for this image",
+                    "mixed supervision, but neither the supervision map nor a weak-label folder "
+                    "gives a kind for this image",
                 )
                 continue
             if kind not in SUPERVISIONS:
@@ -342,12 +379,13 @@ class SegmentationDataset(Dataset):
                     f"{supervision_map}: image {record.name!r} has unknown supervision {kind!r};"
                     f" valid: {', '.join(SUPERVISIONS)}"
                 )
-            if self.weak_label_dirs and kind != "full" and not self._weak_files(kind, record):
+            if self.weak_label_dirs and kind != "full" and not self._has_weak(kind, record):
                 folder = self._weak_dir_for(kind)
                 self._problem(
                     record,
-                    folder / f"{record.name}.png" if folder else record.image_path,
-                    f"no {kind} weak label for image {record.image_path.name}",
+                    folder if folder is not None else record.image_path,
+                    f"no {kind} weak label for image {record.image_path.name} "
+                    f"(expected {record.name}.png{' or .json' if kind in ('boxes', 'tags') else ''})",
                 )
                 continue
             kinds.append(kind)
@@ -355,78 +393,84 @@ class SegmentationDataset(Dataset):
         records[:] = kept
         return kinds
 
+    def _weak_key(self, kind: str) -> str:
+        return kind if kind in self.weak_label_dirs else "mixed"
+
     def _weak_dir_for(self, kind: str) -> Path | None:
-        return self.weak_label_dirs.get(kind, self.weak_label_dirs.get("mixed"))
+        return self.weak_label_dirs.get(self._weak_key(kind))
 
     def _weak_files(self, kind: str, record: Record) -> dict[str, Path]:
-        """The weak-label files of a record for a kind: {'.png': path, '.json': path, '.xml': path}."""
-        key = kind if kind in self._weak_index else "mixed"
-        index = self._weak_index.get(key, {})
+        """The weak-label files of a record: {'.png': path, '.json': path, '.xml': path}."""
+        index = self._weak_index.get(self._weak_key(kind), {})
         for stem in (record.name, record.image_path.stem):
             if stem in index:
                 return index[stem]
         return {}
 
-    def _weak_from_files(self, record: Record, kind: str, hw: tuple[int, int]) -> dict:
-        files = self._weak_files(kind, record)
-        weak = None
-        if ".png" in files:
-            weak = self._read_weak_png(files[".png"], hw)
-        boxes, tags = None, None
-        if ".json" in files:
-            boxes, tags = _read_sidecar(files[".json"], self.num_classes)
-        if boxes is None and ".xml" in files:
-            from agmm.data.weak_labels import readers
+    def _file_tags(self, kind: str, record: Record) -> np.ndarray | None:
+        table = self._tag_tables.get(self._weak_key(kind), {})
+        for key in (record.name, record.image_path.stem):
+            if key in table:
+                return table[key]
+        return None
 
+    def _has_weak(self, kind: str, record: Record) -> bool:
+        return bool(self._weak_files(kind, record)) or (
+            kind == "tags" and self._file_tags(kind, record) is not None
+        )
+
+    def _weak_from_files(self, record: Record, kind: str, hw: tuple[int, int]) -> dict:
+        from agmm.data.weak_labels import readers
+
+        files = self._weak_files(kind, record)
+        folder = self._weak_dir_for(kind)
+        weak = self._read_weak_png(files[".png"], hw) if ".png" in files else None
+        boxes, tags = None, self._file_tags(kind, record)
+        if ".json" in files:
+            json_boxes, json_tags = _read_sidecar(files[".json"], self.num_classes)
+            boxes = json_boxes
+            tags = json_tags if json_tags is not None else tags
+        if boxes is None and ".xml" in files:
             boxes = np.asarray(
-                readers.read_voc_xml(files[".xml"], classes=self.classes), dtype=np.float32
+                readers.read_voc_xml(files[".xml"], self.classes), dtype=np.float32
             ).reshape(-1, 5)
         if kind == "boxes" and boxes is None:
             raise DataError(
-                f"{self._weak_dir_for(kind)}: no boxes (.json sidecar or VOC .xml) for image "
-                f"{record.image_path.name}"
+                f"{folder}: no boxes for image {record.image_path.name} (expected "
+                f"{record.name}.json with a 'boxes' list, or {record.name}.xml in VOC format)"
             )
         if weak is None:
             if kind not in ("boxes", "tags"):
-                raise DataError(
-                    f"{self._weak_dir_for(kind)}: no {kind} label PNG for image {record.image_path.name}"
-                )
+                raise DataError(f"{folder}: no {kind} label PNG for image {record.image_path.name}")
             weak = np.full(hw, IGNORE_INDEX, dtype=np.uint8)
         if tags is None:
             tags = self.tags_of(weak, boxes)
             if kind == "boxes" and self.has_background:
                 tags[0] = 1.0
         if kind == "tags" and not tags.any():
-            raise DataError(
-                f"{self._weak_dir_for(kind)}: image {record.image_path.name} has no tags"
-            )
+            raise DataError(f"{folder}: image {record.image_path.name} has no tags")
         return {
             "weak_label": weak,
             "boxes": self._empty_boxes() if boxes is None else boxes,
-            "tags": tags,
+            "tags": np.asarray(tags, dtype=np.float32),
         }
 
     def _read_weak_png(self, path: Path, hw: tuple[int, int]) -> np.ndarray:
-        if self.weak_reduce_zero_label:
-            return io.read_label_map(
-                path, num_classes=self.num_classes, reduce_zero_label=True, expected_hw=hw
-            )
-        try:
-            from agmm.data.weak_labels.readers import read_label_png
-        except ImportError:
-            label = io.read_label_map(
-                path, num_classes=self.num_classes, unlabeled_values=self.unlabeled_values
-            )
-        else:
-            label = read_label_png(
-                path, num_classes=self.num_classes, unlabeled_values=self.unlabeled_values
-            )
+        """(H, W) uint8 weak label from a PNG, with this dataset's unlabeled convention."""
+        from agmm.data.weak_labels.readers import read_label_png
+
+        label = read_label_png(
+            path,
+            num_classes=self.num_classes,
+            unlabeled_values=self.unlabeled_values,
+            reduce_zero_label=self.weak_reduce_zero_label,
+        )
         if tuple(label.shape[:2]) != tuple(hw):
             raise LabelError(
-                f"{path}: weak label size {label.shape[1]}x{label.shape[0]} (WxH) differs from its "
-                f"image's {hw[1]}x{hw[0]}"
+                f"{path}: weak label size {label.shape[1]}x{label.shape[0]} (WxH) differs from "
+                f"its image's {hw[1]}x{hw[0]}"
             )
-        return np.asarray(label, dtype=np.uint8)
+        return label
 
     def _simulate(
         self, index: int, kind: str, mask: np.ndarray | None, instance_mask: np.ndarray | None
@@ -439,18 +483,20 @@ class SegmentationDataset(Dataset):
                 f"{record.image_path}: cannot simulate {kind} labels: split {self.split!r} has no "
                 "dense masks; pass weak_label_dir"
             )
-        from agmm.data.weak_labels.simulate import simulate_weak_label
+        from agmm.data.weak_labels.simulate import image_rng, simulate_weak_label
 
         params = self.weak_label_args
         if isinstance(params.get(kind), Mapping):
             params = params[kind]
         elif any(isinstance(params.get(k), Mapping) for k in SUPERVISIONS):
             params = {}
-        rng = np.random.default_rng(name_seed(self.seed, record.name))
+        params = dict(params)
+        if kind == "boxes" and self.has_background:
+            params.setdefault("skip_classes", (0,))  # as `agmm make-labels` does
         result = simulate_weak_label(
             mask,
             kind,
-            rng=rng,
+            rng=image_rng(self.seed, record.name),
             num_classes=self.num_classes,
             instance_mask=instance_mask,
             **params,
@@ -471,7 +517,7 @@ class SegmentationDataset(Dataset):
                 hw = io.image_size(record.image_path)
                 io.read_image(record.image_path)
                 self.read_mask(record, hw)
-                files = self._weak_files(kind, record) if self.weak_label_dirs else {}
+                files = self._weak_files(kind, record)
                 if ".png" in files:
                     self._read_weak_png(files[".png"], hw)
             except DataError as error:

@@ -19,14 +19,13 @@ accepted by default (``unlabeled_values=(255, 21)``).
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
 from agmm.data import io
 from agmm.data.datasets.base import Record, SegmentationDataset, voc_palette
-from agmm.errors import DataError, LabelError
+from agmm.errors import DataError
 
 VOC_CLASSES = [
     "background",
@@ -127,11 +126,9 @@ class VOC(SegmentationDataset):
         path = self.voc_root / "Annotations" / f"{record.name}.xml"
         if not path.is_file():
             return None
-        try:
-            from agmm.data.weak_labels.readers import read_voc_xml
-        except ImportError:
-            return read_voc_boxes(path, self.classes)
-        return np.asarray(read_voc_xml(path, classes=self.classes), dtype=np.float32).reshape(-1, 5)
+        from agmm.data.weak_labels.readers import read_voc_xml
+
+        return np.asarray(read_voc_xml(path, self.classes), dtype=np.float32).reshape(-1, 5)
 
     def _read_instances(self, record: Record, mask: np.ndarray | None) -> np.ndarray | None:
         path = self.voc_root / "SegmentationObject" / f"{record.name}.png"
@@ -139,21 +136,3 @@ class VOC(SegmentationDataset):
             return None
         instances = io.read_label_array(path)
         return np.where(instances == 255, 0, instances)
-
-
-def read_voc_boxes(path: Path, classes: list[str]) -> np.ndarray:
-    """(M, 5) float32 boxes [x0, y0, x1, y1, class_id] from a VOC XML annotation (pixels,
-    0-based, exclusive right/bottom edge)."""
-    try:
-        tree = ET.parse(path)
-    except (ET.ParseError, OSError) as error:
-        raise LabelError(f"{path}: cannot parse VOC XML ({error})") from error
-    boxes = []
-    for obj in tree.getroot().iter("object"):
-        name = (obj.findtext("name") or "").strip()
-        if name not in classes:
-            raise LabelError(f"{path}: object class {name!r} is not one of the dataset classes")
-        box = obj.find("bndbox")
-        x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append([x0 - 1, y0 - 1, x1, y1, classes.index(name)])
-    return np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
