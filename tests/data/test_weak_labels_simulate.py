@@ -385,3 +385,17 @@ def test_full_is_the_mask():
 
 def test_every_kind_has_documented_defaults():
     assert set(DEFAULT_PARAMS) == set(KINDS)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_short_scribble_is_one_unbranched_stroke_along_the_main_axis(seed):
+    mask = np.zeros((15, 70), np.uint8)
+    mask[3:12, 5:65] = 1  # a 9x60 bar: its skeleton is a line with short forks at both ends
+    weak = simulate("scribbles", seed=seed, mask=mask, length_fraction=0.3)["weak_label"]
+    stroke = (weak == 1).astype(np.uint8)
+    neighbours = cv2.filter2D(
+        stroke, -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT
+    )
+    neighbours = neighbours.astype(np.int64) - 1  # minus the pixel itself
+    assert ((neighbours == 1) & (stroke == 1)).sum() == 2  # two ends, no branch
+    assert ((neighbours >= 3) & (stroke == 1)).sum() == 0

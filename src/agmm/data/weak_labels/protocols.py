@@ -42,14 +42,14 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     },
     "voc-scribbles": {
         "kind": "scribbles",
-        "params": {"length_fraction": 0.5, "width": 3, "min_region_pixels": 64},
-        "description": "a 3-px stroke along half of each region's skeleton, regions < 64 px "
+        "params": {"length_fraction": 0.3, "width": 3, "min_region_pixels": 64},
+        "description": "a 3-px stroke along 30 % of each region's skeleton, regions < 64 px "
         "skipped (simulated stand-in for ScribbleSup scribbles)",
     },
     "thin-scribbles": {
         "kind": "scribbles",
-        "params": {"length_fraction": 0.3, "width": 1, "min_region_pixels": 16},
-        "description": "a 1-px stroke along 30 % of each region's skeleton",
+        "params": {"length_fraction": 0.2, "width": 1, "min_region_pixels": 16},
+        "description": "a 1-px stroke along 20 % of each region's skeleton",
     },
     "ade20k-10pct-blocks": {
         "kind": "blocks",

@@ -252,6 +252,14 @@ def _first_n_per_group(
     return np.sort(order[rank < limit])
 
 
+def _farthest_per_group(groups: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """Position of the largest finite ``distances`` in each group (ties: the first)."""
+    finite = np.where(np.isfinite(distances), distances, -1.0)
+    order = np.lexsort((-finite, groups))
+    sorted_groups = groups[order]
+    return order[np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]]
+
+
 def _disk(radius: int) -> np.ndarray:
     """``(2r+1, 2r+1)`` uint8 footprint of the pixels within Euclidean distance ``radius``."""
     offsets = np.arange(-radius, radius + 1)
@@ -361,9 +369,10 @@ def _simulate_scribbles(
     """A connected piece of each region's skeleton, ``length_fraction`` of its pixels long.
 
     Each connected region (8-connectivity, per class) of at least ``min_region_pixels`` pixels gets
-    one stroke: the skeleton pixels closest (geodesically, along the skeleton) to a random start
-    pixel on the skeleton. Any prefix of the skeleton sorted by geodesic distance from one pixel is
-    connected, so the stroke is one piece of the skeleton.
+    one stroke of ``round(length_fraction * skeleton pixels)`` skeleton pixels: a piece of the
+    skeleton's longest path (its main axis) at a random offset, extended by the skeleton pixels
+    geodesically nearest to it when the axis is shorter than the target. Any set of skeleton pixels
+    sorted by geodesic distance from a connected piece is connected, so the stroke is one piece.
     """
     height, width = labels.shape
     regions = np.full(labels.shape, -1, np.int64)  # region id per pixel, -1 = no scribble there
@@ -422,14 +431,33 @@ def _simulate_scribbles(
         (np.ones(sources.size), (sources, targets)), shape=(node_pixels.size,) * 2
     ).tocsr()
 
+    def geodesic_from(sources: np.ndarray) -> np.ndarray:
+        """(S,) hop distance along the skeleton to the nearest of ``sources`` (inf: unreachable)."""
+        return dijkstra(graph, directed=False, indices=sources, unweighted=True, min_only=True)
+
+    # Main axis of each region = the skeleton's longest path, found by a double sweep: the node
+    # farthest from a random start is one end (a), the node farthest from a is the other (b).
     start_keys = rng.random(node_pixels.size)
     starts = _first_n_per_group(node_regions, start_keys, 1)  # one random start per region
-    geodesic = dijkstra(graph, directed=False, indices=starts, unweighted=True, min_only=True)
+    end_a = _farthest_per_group(node_regions, geodesic_from(starts))
+    from_a = geodesic_from(end_a)
+    end_b = _farthest_per_group(node_regions, from_a)
+    from_b = geodesic_from(end_b)
+    axis_length = np.zeros(num_regions)
+    axis_length[node_regions[end_b]] = from_a[end_b]  # hops from a to b
+    on_axis = from_a + from_b == axis_length[node_regions]  # nodes on a shortest a-b path
 
+    # The stroke: a piece of the main axis of the target length at a random offset; when the
+    # target is longer than the axis (branchy skeletons), the skeleton pixels nearest the axis.
     skeleton_length = np.bincount(node_regions, minlength=num_regions)  # pixels per region
     target = np.maximum(1, np.rint(params["length_fraction"] * skeleton_length)).astype(np.int64)
+    on_axis_length = np.minimum(target, axis_length + 1)
+    offset = np.floor(rng.random(num_regions) * (axis_length + 2 - on_axis_length))
+    segment = on_axis & (from_a >= offset[node_regions])
+    segment &= from_a < (offset + on_axis_length)[node_regions]
+    from_segment = geodesic_from(np.flatnonzero(segment))
     tie_keys = rng.random(node_pixels.size)
-    order = np.lexsort((tie_keys, geodesic, node_regions))
+    order = np.lexsort((tie_keys, from_a, from_segment, node_regions))
     sorted_regions = node_regions[order]
     is_start = np.r_[True, sorted_regions[1:] != sorted_regions[:-1]]
     positions = np.arange(order.size)
