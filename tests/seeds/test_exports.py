@@ -1,0 +1,76 @@
+"""Dataset-level seed exports: CAM seeds from a model, and the `agmm seeds` verb."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import agmm.data
+from agmm.cli import main
+from agmm.errors import CheckpointError, LabelError
+from agmm.models import build_model
+from agmm.seeds import compute_cam_seeds
+from tests.seeds.test_box_cache import BoxDataset
+
+
+def _tiny_model(cls_head=True):
+    return build_model(
+        "deeplabv3plus", num_classes=3, backbone="resnet18", cls_head=cls_head, output_stride=16
+    )
+
+
+def test_cam_seeds_of_a_dataset_are_written_and_untagged_images_counted(tmp_path):
+    dataset = BoxDataset(tmp_path, count=2)
+    real_getitem = BoxDataset.__getitem__
+
+    class Untagged(BoxDataset):
+        def __getitem__(self, index):
+            sample = real_getitem(self, index)
+            if index == 1:
+                sample["tags"] = torch.zeros(3)
+            return sample
+
+    dataset.__class__ = Untagged
+    run = compute_cam_seeds(_tiny_model(), dataset, tmp_path / "out", progress=False)
+    assert run.untagged == ["img1"]
+    first = np.asarray(Image.open(tmp_path / "out" / "img0.png"))
+    assert first.shape == (64, 64) and set(np.unique(first)) <= {0, 1, 255}
+    assert (np.asarray(Image.open(run.paths["img1"])) == 255).all()
+    assert run.quality is not None and np.isfinite(run.quality.coverage)
+
+
+def test_cam_seeds_need_a_classification_head_and_fitting_tags(tmp_path):
+    dataset = BoxDataset(tmp_path, count=1)
+    with pytest.raises(CheckpointError, match="cls_head"):
+        compute_cam_seeds(_tiny_model(cls_head=False), dataset, tmp_path / "out", progress=False)
+    dataset.num_classes = 4
+    with pytest.raises((LabelError, CheckpointError), match="4"):
+        compute_cam_seeds(_tiny_model(), dataset, tmp_path / "out", progress=False)
+
+
+def test_agmm_seeds_boxes_writes_pngs_and_prints_precision(tmp_path, monkeypatch, capsys):
+    def fake_build_dataset(name, *, root, split, supervision, weak_label_dir=None, **kwargs):
+        assert (name, split, supervision) == ("toy", "train", "boxes")
+        return BoxDataset(tmp_path, count=2)
+
+    monkeypatch.setattr(agmm.data, "build_dataset", fake_build_dataset, raising=False)
+    out = tmp_path / "seeds"
+    argv = ["seeds", "--data", "toy", "--root", str(tmp_path), "--supervision", "boxes"]
+    code = main([*argv, "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["img0.png", "img1.png"]
+    printed = capsys.readouterr().out
+    assert "2 computed" in printed and "| red |" in printed and "**all**" in printed
+    main([*argv, "--out", str(out), "--no-progress"])
+    assert "2 from the cache" in capsys.readouterr().out
+
+
+def test_agmm_seeds_tags_without_checkpoint_is_a_config_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(
+        agmm.data, "build_dataset", lambda *a, **k: BoxDataset(tmp_path, 1), raising=False
+    )
+    argv = ["seeds", "--data", "toy", "--root", str(tmp_path), "--supervision", "tags"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 1
+    assert "--checkpoint" in capsys.readouterr().err
