@@ -4,14 +4,12 @@
   scribbles, blocks, boxes, tags and full masks; ``image_rng(seed, name)`` per image.
 - ``readers``: label PNGs (VOC/TEL/AGMM, Cityscapes labelIds, ADE20K blocks), "What's the point"
   clicks, ScribbleSup XML, VOC/COCO boxes, image tags.
-- ``make_labels``: ``agmm make-labels`` (``make_labels`` for a notebook), ``protocols``: presets.
+- ``make_labels``: ``agmm make-labels`` (its ``make_labels()`` for a notebook); ``protocols``: presets.
 """
 
-from agmm.data.weak_labels.make_labels import (
-    add_make_labels_arguments,
-    make_labels,
-    run_make_labels,
-)
+# ``make_labels`` (the function) stays in its module so that ``weak_labels.make_labels`` is the
+# module: ``from agmm.data.weak_labels.make_labels import make_labels, run_make_labels``.
+from agmm.data.weak_labels.make_labels import add_make_labels_arguments, run_make_labels
 from agmm.data.weak_labels.protocols import PROTOCOLS, get_protocol
 from agmm.data.weak_labels.readers import (
     CITYSCAPES_LABELID_TO_TRAINID,
@@ -47,7 +45,6 @@ __all__ = [
     "coco_category_map",
     "get_protocol",
     "image_rng",
-    "make_labels",
     "read_boxes_json",
     "read_coco_boxes",
     "read_label_png",
