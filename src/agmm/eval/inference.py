@@ -183,10 +183,7 @@ def checked_collate(samples: list[dict]) -> dict:
                     f"{_sample_label(sample)}: {key} is {tuple(sample[key].shape[-2:])} (H, W) "
                     f"but the image is {image_hw}"
                 )
-    try:
-        from agmm.data import collate_batch
-    except ImportError:  # agmm.data without its package exports
-        from agmm.data.collate import collate_batch
+    from agmm.data import collate_batch
 
     return collate_batch(samples)
 

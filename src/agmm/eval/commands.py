@@ -1,0 +1,492 @@
+"""``agmm eval | predict | pseudo-labels | export | report``: parse, then call one library function.
+
+Heavy modules (torch, the model zoo) are imported inside the functions so that ``agmm --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_eval(subparsers)
+    _register_predict(subparsers)
+    _register_pseudo_labels(subparsers)
+    _register_export(subparsers)
+    _register_report(subparsers)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared arguments
+
+
+def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by `agmm train`")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
+
+
+def _add_test_protocol(parser: argparse.ArgumentParser, *, sliding: bool = True) -> None:
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        metavar="S",
+        help="input scales whose softmax outputs are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75",
+    )
+    parser.add_argument("--flip", action="store_true", help="also average horizontal flips")
+    if sliding:
+        parser.add_argument(
+            "--sliding",
+            type=int,
+            nargs="+",
+            metavar="N",
+            help="sliding-window crop (one size or H W; windows overlap by a third)",
+        )
+    parser.add_argument(
+        "--crf", action="store_true", help="refine with a dense CRF (DeepLab defaults)"
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+
+
+def _add_data(parser: argparse.ArgumentParser, split: str | None) -> None:
+    parser.add_argument(
+        "--data",
+        help="dataset name (camvid, voc, coco, cityscapes, ade20k, folder, synthetic); "
+        "default: the checkpoint's",
+    )
+    parser.add_argument("--root", help="dataset folder (default: the checkpoint's)")
+    parser.add_argument(
+        "--split",
+        default=split,
+        help=f"split to use (default: {split or 'the checkpoint config validation split'})",
+    )
+    parser.add_argument(
+        "--resize",
+        type=int,
+        default=None,
+        help="resize the shorter image side to this many pixels (default: the config's "
+        "data.eval_resize for its own dataset; 0 = original size)",
+    )
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _sliding(values: list[int] | None):
+    if not values:
+        return None
+    if len(values) > 2:
+        raise SystemExit("--sliding takes one size or H W")
+    return (values[0], values[-1])
+
+
+def _load_model(args):
+    from agmm.engine.checkpoint import load_model
+
+    return load_model(args.checkpoint, map_location=_device(args.device))
+
+
+def _build_dataset(args, cfg, *, split: str, supervision: str = "full", **extra):
+    """The dataset named on the command line (or the checkpoint's), with an eval transform."""
+    from agmm.data import build_dataset
+    from agmm.data.transforms import EvalTransform
+
+    name = args.data or cfg.data.name
+    own = name == cfg.data.name
+    resize = args.resize if args.resize is not None else (cfg.data.eval_resize if own else None)
+    return build_dataset(
+        name,
+        root=args.root or (cfg.data.root if own else None),
+        split=split,
+        supervision=supervision,
+        transform=EvalTransform(resize=resize or None),
+        seed=cfg.seed,
+        **({**cfg.data.dataset_args, **extra} if own else extra),
+    )
+
+
+def _check_classes(meta: dict, dataset, checkpoint: str) -> None:
+    from agmm.errors import CheckpointError
+
+    if int(meta["num_classes"]) != int(dataset.num_classes):
+        raise CheckpointError(
+            f"{checkpoint}: checkpoint was trained for {meta['num_classes']} classes but dataset "
+            f"{type(dataset).__name__} has {dataset.num_classes}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# eval
+
+
+def _register_eval(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="mIoU and per-class IoU of a checkpoint on a dataset split",
+        description="Evaluates the segmenter (single-scale, multi-scale + flip, sliding window, "
+        "dense CRF), prints a per-class table and writes it as JSON or CSV (by --out's suffix). "
+        "Multi-GPU: torchrun --nproc_per_node N -m agmm eval ...",
+    )
+    _add_checkpoint(parser)
+    _add_data(parser, split=None)
+    _add_test_protocol(parser)
+    parser.add_argument(
+        "--predictions",
+        metavar="DIR",
+        help="score saved label PNGs DIR/<name>.png (from `agmm predict`) instead of the model",
+    )
+    parser.add_argument("--out", help="metrics file: .json (default format) or .csv")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from agmm.eval.inference import evaluate
+    from agmm.eval.predict import evaluate_saved_predictions
+
+    model, cfg, meta = _load_model(args)
+    dataset = _build_dataset(args, cfg, split=args.split or cfg.data.val_split)
+    _check_classes(meta, dataset, args.checkpoint)
+    if args.predictions:
+        result = evaluate_saved_predictions(args.predictions, dataset, progress=not args.quiet)
+    else:
+        result = evaluate(
+            model,
+            dataset,
+            scales=tuple(args.scales),
+            flip=args.flip,
+            sliding=_sliding(args.sliding),
+            crf=args.crf or None,
+            batch_size=args.batch_size,
+            device=_device(args.device),
+            progress=not args.quiet,
+        )
+    if not _is_main():
+        return 0
+    print(format_table(result))
+    if args.out:
+        path = write_metrics(result, args.out, extra=_protocol(args))
+        print(f"wrote {path}")
+    return 0
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _protocol(args) -> dict:
+    return {
+        "checkpoint": str(args.checkpoint),
+        "split": args.split,
+        "scales": list(args.scales),
+        "flip": bool(args.flip),
+        "sliding": _sliding(getattr(args, "sliding", None)),
+        "crf": bool(args.crf),
+    }
+
+
+def _percent(value) -> str:
+    return "   -" if value is None or math.isnan(value) else f"{100 * value:5.1f}"
+
+
+def format_table(result: dict) -> str:
+    """Per-class IoU table (percent; '-' = class absent from masks and predictions) + summary."""
+    classes = result["classes"]
+    width = max([len(name) for name in classes] + [9])
+    lines = [f"{'class':<{width}}  IoU %", "-" * (width + 7)]
+    lines += [
+        f"{name:<{width}}  {_percent(float(iou))}"
+        for name, iou in zip(classes, result["per_class_iou"])
+    ]
+    lines += [
+        "-" * (width + 7),
+        f"{'mIoU':<{width}}  {_percent(result['miou'])}",
+        f"{'pixel acc':<{width}}  {_percent(result['pixel_acc'])}",
+        f"({result['num_images']} images)",
+    ]
+    return "\n".join(lines)
+
+
+def metrics_dict(result: dict, extra: dict | None = None) -> dict:
+    """JSON-ready metrics: NaN becomes null, arrays become lists."""
+
+    def clean(value):
+        value = float(value)
+        return None if math.isnan(value) else value
+
+    return {
+        "miou": clean(result["miou"]),
+        "pixel_acc": clean(result["pixel_acc"]),
+        "per_class_iou": {
+            name: clean(iou) for name, iou in zip(result["classes"], result["per_class_iou"])
+        },
+        "num_images": int(result["num_images"]),
+        "confusion": [[int(v) for v in row] for row in result["confusion"]],
+        **(extra or {}),
+    }
+
+
+def write_metrics(result: dict, path: str | Path, extra: dict | None = None) -> Path:
+    """Writes ``path``: CSV (class, iou rows + mIoU, pixel_acc) for ``.csv``, else JSON."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = metrics_dict(result, extra)
+    if path.suffix.lower() == ".csv":
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["class", "iou"])
+            for name, iou in metrics["per_class_iou"].items():
+                writer.writerow([name, "" if iou is None else f"{iou:.6f}"])
+            for key in ("miou", "pixel_acc"):
+                writer.writerow([key, "" if metrics[key] is None else f"{metrics[key]:.6f}"])
+    else:
+        path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
+def _register_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="colour-palette PNG masks (and probabilities) for images or folders",
+        description="Runs the segmenter (never the GMM) on image files and folders (searched "
+        "recursively) and writes OUT/<name>.png palette masks, optionally OUT/<name>.npy "
+        "probabilities (K, H, W) float16.",
+    )
+    _add_checkpoint(parser)
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--probs", action="store_true", help="also save probabilities (.npy)")
+    _add_test_protocol(parser)
+    parser.set_defaults(batch_size=4)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from agmm.eval.predict import predict_images
+
+    model, _, meta = _load_model(args)
+    written = predict_images(
+        model,
+        args.inputs,
+        args.out,
+        palette=meta["palette"],
+        scales=tuple(args.scales),
+        flip=args.flip,
+        sliding=_sliding(args.sliding),
+        crf=args.crf or None,
+        save_probs=args.probs,
+        batch_size=args.batch_size,
+        device=_device(args.device),
+        progress=not args.quiet,
+    )
+    print(f"wrote {len(written)} masks to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# pseudo-labels
+
+
+def _register_pseudo_labels(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pseudo-labels",
+        help="write a model's predictions on the training split as labels for a second stage",
+        description="Multi-stage training (MT): writes OUT/<name>.png, the (optionally "
+        "multi-scale / CRF-refined) predictions on a split, with the exact weak labels kept where "
+        "they exist. Train the next stage with data.weak_label_dir=OUT data.supervision=blocks. "
+        "Prints the quality of the weak labels, of G and of P against the true masks when the "
+        "split has them.",
+    )
+    _add_checkpoint(parser)
+    _add_data(parser, split="train")
+    parser.add_argument("--out", required=True, help="output folder of the label PNGs")
+    _add_test_protocol(parser)
+    parser.add_argument(
+        "--supervision",
+        help="weak labels kept in the output and used for the quality report "
+        "(default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--weak-label-dir", help="folder of the weak labels (default: the config's)"
+    )
+    parser.add_argument(
+        "--no-keep-weak", action="store_true", help="do not copy the weak labels into the output"
+    )
+    parser.add_argument(
+        "--no-quality", action="store_true", help="skip the weak/G/P quality report"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_pseudo_labels)
+
+
+def run_pseudo_labels(args: argparse.Namespace) -> int:
+    from agmm.eval.pseudo_labels import pseudo_label_quality, write_pseudo_labels
+
+    model, cfg, meta = _load_model(args)
+    own = (args.data or cfg.data.name) == cfg.data.name
+    supervision = args.supervision or cfg.data.supervision
+    weak_dir = args.weak_label_dir or (cfg.data.weak_label_dir if own else None)
+    weak_args = cfg.data.weak_label_args if own and supervision == cfg.data.supervision else None
+    dataset = _build_dataset(
+        args,
+        cfg,
+        split=args.split,
+        supervision=supervision,
+        weak_label_dir=weak_dir,
+        weak_label_args=weak_args,
+    )
+    _check_classes(meta, dataset, args.checkpoint)
+    device = _device(args.device)
+    result = write_pseudo_labels(
+        model,
+        dataset,
+        args.out,
+        scales=tuple(args.scales),
+        flip=args.flip,
+        sliding=_sliding(args.sliding),
+        crf=args.crf or None,
+        keep_weak_labels=not args.no_keep_weak,
+        palette=meta["palette"],
+        batch_size=args.batch_size,
+        device=device,
+        progress=not args.quiet,
+    )
+    quality = {}
+    if not args.no_quality:
+        quality = pseudo_label_quality(
+            model,
+            dataset,
+            loss_module=_loss_module(args.checkpoint, cfg, model, meta["num_classes"], device),
+            device=device,
+            progress=not args.quiet,
+        )
+    if _is_main():
+        print(f"wrote {result['num_images']} pseudo labels to {result['out_dir']}")
+        rows = {"pseudo labels written": result["miou"]}
+        rows.update(
+            {
+                "weak labels (labeled pixels)": quality.get("weak_miou"),
+                "GMM G_old": quality.get("gmm_old_miou"),
+                "GMM G_new": quality.get("gmm_new_miou"),
+                "segmenter P": quality.get("seg_miou"),
+            }
+        )
+        print("mIoU against the true masks (- = not available):")
+        for name, value in rows.items():
+            print(f"  {name:<30} {_percent(value)}")
+        if "weak_coverage" in quality:
+            print(f"  {'weak label coverage':<30} {_percent(quality['weak_coverage'])}")
+        summary = {**result, "quality": quality, **_protocol(args)}
+        safe = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()
+        }
+        safe["quality"] = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in quality.items()
+        }
+        (Path(args.out) / "pseudo_labels.json").write_text(json.dumps(safe, indent=2) + "\n")
+    return 0
+
+
+def _loss_module(checkpoint: str, cfg, model, num_classes: int, device):
+    """The checkpoint's GMM module (AGMMLoss) for the quality report, or None without one."""
+    from agmm.engine.build import build_loss
+    from agmm.engine.checkpoint import load_checkpoint, load_state_dict_checked
+
+    state = load_checkpoint(checkpoint)
+    if not state.get("loss_module") or not getattr(cfg.loss, "enabled", True):
+        return None
+    loss_module = build_loss(cfg, model, num_classes)
+    load_state_dict_checked(loss_module, state["loss_module"], checkpoint, "GMM module")
+    return loss_module.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def _register_export(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export the inference model (logits only) to ONNX or TorchScript",
+        description="Exports the segmenter to ONNX (input 'images' (B, 3, H, W) normalised with "
+        "ImageNet mean/std, output 'logits' (B, K, H, W); dynamic sizes when possible) or "
+        "TorchScript, and checks it against PyTorch (max abs difference < 1e-4).",
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by `agmm train`")
+    parser.add_argument("--out", required=True, help="output file (model.onnx or model.pt)")
+    parser.add_argument("--torchscript", action="store_true", help="TorchScript instead of ONNX")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="tracing size, and the fixed input size if dynamic export fails "
+        "(default: the config's crop size)",
+    )
+    parser.add_argument("--static", action="store_true", help="ONNX with a fixed input size")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    parser.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from agmm.engine.checkpoint import load_model
+    from agmm.eval.export import export_onnx, export_torchscript
+
+    model, cfg, _ = load_model(args.checkpoint, map_location="cpu")
+    size = tuple(args.size) if args.size else (cfg.data.crop_size, cfg.data.crop_size)
+    if args.torchscript:
+        result = export_torchscript(model, args.out, image_size=size)
+    else:
+        result = export_onnx(
+            model, args.out, image_size=size, dynamic=not args.static, opset=args.opset
+        )
+    kind = "dynamic" if result["dynamic"] else f"fixed {size[0]}x{size[1]}"
+    print(
+        f"wrote {result['path']} ({kind} input size; max |difference| to PyTorch "
+        f"{result['max_abs_diff']:.2e})"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _register_report(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="one-page HTML report of a training run (metrics, curves, pictures)",
+        description="Gathers RUN_DIR's metrics JSON files, training log (metrics.jsonl -> curves) "
+        "and pictures (PNG) into RUN_DIR/report.html (images embedded).",
+    )
+    parser.add_argument("run_dir", help="output folder of `agmm train`")
+    parser.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
+    parser.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from agmm.viz.report import write_report
+
+    path = write_report(args.run_dir, out=args.out)
+    print(f"wrote {path}")
+    return 0
