@@ -322,3 +322,11 @@ def test_make_labels_sidecars_read_back(tmp_path):
     (tmp_path / "tags.json").write_text(json.dumps({"tags": {"a": [3]}}))
     with pytest.raises(LabelError, match=r"tags\.json"):
         read_tags_json(tmp_path / "tags.json", num_classes=3)
+
+
+def test_id_map_may_be_a_lookup_table(tmp_path):
+    path = write_png(tmp_path / "labelids.png", np.array([[0, 7, 26]], np.uint8))
+    table = np.full(34, 255, np.int64)
+    table[7], table[26] = 0, 13
+    out = read_label_png(path, num_classes=19, id_map=table)
+    np.testing.assert_array_equal(out, [[255, 0, 13]])

@@ -4,7 +4,8 @@
   scribbles, blocks, boxes, tags and full masks; ``image_rng(seed, name)`` per image.
 - ``readers``: label PNGs (VOC/TEL/AGMM, Cityscapes labelIds, ADE20K blocks), "What's the point"
   clicks, ScribbleSup XML, VOC/COCO boxes, image tags.
-- ``make_labels``: ``agmm make-labels`` (its ``make_labels()`` for a notebook); ``protocols``: presets.
+- ``make_labels``: ``agmm make-labels`` (its ``make_labels()`` for a notebook).
+- ``protocols``: named presets of the papers' settings.
 """
 
 # ``make_labels`` (the function) stays in its module so that ``weak_labels.make_labels`` is the

@@ -173,13 +173,16 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f" (protocol {summary['protocol']})" if summary["protocol"] else ""
     )
     lines = [
-        f"make-labels: {summary['num_images']} images, {title}, seed {summary['seed']} -> {summary['out_dir']}",
-        f"{'class':<{width}}  {'images':>7}  {'labeled':>7}  {'labeled px':>11}  {'% of class px':>13}  {'boxes':>6}",
+        f"make-labels: {summary['num_images']} images, {title}, seed {summary['seed']} "
+        f"-> {summary['out_dir']}",
+        f"{'class':<{width}}  {'images':>7}  {'labeled':>7}  {'labeled px':>11}  "
+        f"{'% of class px':>13}  {'boxes':>6}",
     ]
     for row in rows:
         lines.append(
             f"{row['class']:<{width}}  {row['images']:>7}  {row['labeled_images']:>7}  "
-            f"{row['labeled_pixels']:>11}  {100 * row['labeled_fraction']:>12.3f}%  {row['boxes']:>6}"
+            f"{row['labeled_pixels']:>11}  {100 * row['labeled_fraction']:>12.3f}%  "
+            f"{row['boxes']:>6}"
         )
     lines.append(f"labeled pixels: {100 * summary['labeled_fraction']:.3f}% of valid pixels")
     if summary["never_labeled"]:
@@ -219,7 +222,8 @@ def add_make_labels_arguments(parser: argparse.ArgumentParser) -> argparse.Argum
 
 
 def run_make_labels(args: argparse.Namespace) -> int:
-    """``agmm make-labels``: resolve the protocol, build the dataset, write labels, print summary."""
+    """``agmm make-labels``: resolve the protocol, build the dataset, write labels, print the
+    summary. Returns the exit code."""
     if getattr(args, "list_protocols", False):
         print(describe_protocols())
         return 0
@@ -342,7 +346,7 @@ def _class_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def _write_label_png(path: Path, label: np.ndarray, palette: np.ndarray | None) -> None:
-    """(H, W) uint8 label -> PNG; a palette PNG (unlabeled = white) when ``palette`` (K, 3) given."""
+    """(H, W) uint8 label -> PNG; a palette PNG (unlabeled = white) given ``palette: (K, 3)``."""
     image = Image.fromarray(np.asarray(label, np.uint8))
     if palette is not None and len(palette):
         colours = np.zeros((256, 3), np.uint8)

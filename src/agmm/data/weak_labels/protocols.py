@@ -16,7 +16,8 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "voc-1-click-per-class": {
         "kind": "points",
         "params": {"points_per_class": 1},
-        "description": "one click per class present, background included (What's the point, 1Point)",
+        "description": "one click per class present, background included "
+        "(What's the point, 1Point)",
     },
     "voc-1-click-per-instance": {
         "kind": "points",
@@ -103,6 +104,7 @@ def describe_protocols() -> str:
     for name, preset in PROTOCOLS.items():
         params = ", ".join(f"{k}={v}" for k, v in preset["params"].items()) or "-"
         lines.append(
-            f"{name:<{width}}  {preset['kind']:<9}  {params}\n{'':<{width}}  {preset['description']}"
+            f"{name:<{width}}  {preset['kind']:<9}  {params}\n"
+            f"{'':<{width}}  {preset['description']}"
         )
     return "\n".join(lines)

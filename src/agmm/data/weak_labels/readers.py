@@ -97,12 +97,13 @@ def read_label_png(
     num_classes: int,
     unlabeled_values: Iterable[int] = (UNLABELED,),
     reduce_zero_label: bool = False,
-    id_map: Mapping[int, int] | None = None,
+    id_map: Mapping[int, int] | Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Read a label PNG of class indices into ``(H, W)`` uint8 with 255 = unlabeled.
 
     Palette ("P") PNGs are read as their indices, not their colours. Conversions, in order:
-    ``id_map`` maps raw ids (e.g. ``CITYSCAPES_LABELID_TO_TRAINID``) and raw values listed in
+    ``id_map`` (a dict, or a lookup table with -1 = invalid) maps raw ids (e.g.
+    ``CITYSCAPES_LABELID_TO_TRAINID``), and raw values listed in
     ``unlabeled_values`` become 255; ``reduce_zero_label`` makes 0 unlabeled and shifts every
     other id down by one (ADE20K). Raises ``LabelError`` naming the file when a value is neither a
     class id below ``num_classes`` nor an unlabeled value, ``DataError`` on a missing/corrupt file.
@@ -112,15 +113,20 @@ def read_label_png(
     unlabeled = np.isin(raw, list(unlabeled_values))
     labels = raw.copy()
     if id_map is not None:
+        if not isinstance(id_map, Mapping):  # a lookup table: raw id -> class id (< 0: invalid)
+            id_map = {raw_id: int(value) for raw_id, value in enumerate(id_map) if value >= 0}
+        id_map = {int(k): int(v) for k, v in id_map.items() if int(k) >= 0}
         lookup = np.full(max(int(raw.max()), max(id_map)) + 1, -1, np.int64)
         lookup[list(id_map)] = list(id_map.values())
-        labels = lookup[raw]
+        labels = lookup[np.maximum(raw, 0)]
+        labels[raw < 0] = -1
         unmapped = (labels < 0) & ~unlabeled
         if unmapped.any():
             values = np.unique(raw[unmapped])[:8].tolist()
             raise LabelError(
                 f"{path}: values {values} are not in the id map "
-                f"(known raw ids {min(id_map)}..{max(id_map)}; unlabeled = {list(unlabeled_values)})"
+                f"(known raw ids {min(id_map)}..{max(id_map)}; "
+                f"unlabeled = {list(unlabeled_values)})"
             )
         unlabeled |= labels == UNLABELED
     if reduce_zero_label:
@@ -137,7 +143,8 @@ def read_label_png(
             )
         raise LabelError(
             f"{path}: has values {values} but the dataset has {num_classes} classes "
-            f"(unlabeled = {list(unlabeled_values)}{', 0 with reduce_zero_label' if reduce_zero_label else ''})"
+            f"(unlabeled = {list(unlabeled_values)}"
+            f"{', and 0 with reduce_zero_label' if reduce_zero_label else ''})"
             f"{hint}"
         )
     labels[unlabeled] = UNLABELED
@@ -483,8 +490,9 @@ def read_tags_npy(
     IRN / SEAM / ToCo ship VOC tags this way with the 20 object classes (no background): read them
     with ``num_classes=21, class_offset=1, background_index=0`` (entry i -> class i + 1, background
     always tagged). Keys may be strings ("2007_000032") or ints: IRN stores ``2007000032``, which
-    ``int_key_format="voc"`` turns back into "2007_000032" (``None``: ``str(key)``). Returns name ->
-    ``(num_classes,)`` float32. Raises ``LabelError`` naming the file on vectors that do not fit.
+    ``int_key_format="voc"`` turns back into "2007_000032" (other ints, or ``None``: ``str(key)``).
+    Returns name -> ``(num_classes,)`` float32. Raises ``LabelError`` naming the file on vectors
+    that do not fit.
     """
     path = Path(path)
     if not path.is_file():
@@ -517,9 +525,11 @@ def read_tags_npy(
 
 
 def _tag_key(key: Any, int_key_format: str | None) -> str:
-    if isinstance(key, (int, np.integer)) and int_key_format == "voc":
+    if isinstance(key, (int, np.integer)):
         digits = str(int(key))
-        return f"{digits[:4]}_{digits[4:]}"
+        if int_key_format == "voc" and len(digits) == 10:  # IRN: 2007000032 -> 2007_000032
+            return f"{digits[:4]}_{digits[4:]}"
+        return digits
     if isinstance(key, bytes):
         return key.decode()
     return str(key)

@@ -38,7 +38,7 @@ KINDS = ("points", "scribbles", "blocks", "boxes", "tags", "full")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "points": {
         "points_per_class": 1,  # N clicks per class present
-        "points_per_instance": None,  # N clicks per instance (needs instance_mask) + per stuff class
+        "points_per_instance": None,  # N per instance (needs instance_mask) and per stuff class
         "points_per_image": None,  # N clicks over all labeled pixels (Cityscapes 20/50/100 clicks)
         "cover_all_classes": True,  # points_per_image: at least one click per class present
         "radius": 0,  # label the disk of this radius around each click, clipped to its region
@@ -153,8 +153,9 @@ def simulate_weak_label(
     ignore_index: int = 255,
     **params: Any,
 ) -> dict[str, np.ndarray]:
-    """Simulate a weak label of ``kind`` from a dense ``mask: (H, W)`` int (``ignore_index`` = ignore).
+    """Simulate a weak label of ``kind`` from a dense ``mask: (H, W)`` int.
 
+    ``mask`` holds class ids ``0..num_classes-1`` and ``ignore_index`` (never labeled).
     ``instance_mask: (H, W)`` int, one id per instance (0 and ``ignore_index`` = no instance), is
     used by ``points_per_instance`` and by boxes. Returns ``dict(weak_label: (H, W) uint8 with 255 =
     unlabeled, boxes: (M, 5) float32, tags: (K,) float32)``; the same ``rng`` state gives the same
@@ -284,19 +285,22 @@ def _grow_within_regions(
 ) -> np.ndarray:
     """Dilate each region's seeds by ``footprint``, clipped to that region.
 
-    ``seeds: (H, W)`` bool, ``regions: (H, W)`` int (-1 = outside every region). Returns (H, W) bool.
-    One dilation per region that holds a seed, on that region's bounding box.
+    ``seeds: (H, W)`` bool, ``regions: (H, W)`` int (-1 = outside every region).
+    Returns ``(H, W)`` bool.
+    One dilation per region that holds a seed, on that region's bounding box only.
     """
     grown = seeds.copy()
     pad = footprint.shape[0] // 2
+    bounding_boxes = ndimage.find_objects(regions + 1)  # region r -> its (rows, cols) slices
     for region in np.unique(regions[seeds]):
-        inside = regions == region
-        rows, cols = np.nonzero(inside)
-        y0, y1 = max(rows.min() - pad, 0), rows.max() + pad + 1
-        x0, x1 = max(cols.min() - pad, 0), cols.max() + pad + 1
-        crop = (seeds[y0:y1, x0:x1] & inside[y0:y1, x0:x1]).astype(np.uint8)
-        dilated = cv2.dilate(crop, footprint).astype(bool)
-        grown[y0:y1, x0:x1] |= dilated & inside[y0:y1, x0:x1]
+        rows, cols = bounding_boxes[region]
+        window = (
+            slice(max(rows.start - pad, 0), rows.stop + pad),
+            slice(max(cols.start - pad, 0), cols.stop + pad),
+        )
+        inside = regions[window] == region
+        dilated = cv2.dilate((seeds[window] & inside).astype(np.uint8), footprint).astype(bool)
+        grown[window] |= dilated & inside
     return grown
 
 
