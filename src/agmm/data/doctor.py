@@ -76,7 +76,7 @@ def detect_dataset(path: str | Path) -> str:
     markers = [
         ("voc", ["JPEGImages", "VOC2012/JPEGImages", "VOCdevkit/VOC2012/JPEGImages"]),
         ("cityscapes", ["leftImg8bit"]),
-        ("ade20k", ["ADEChallengeData2016", "images/training"]),
+        ("ade20k", ["ADEChallengeData2016", "images/training", "images/validation"]),
         ("coco", ["annotations"]),
         ("camvid", ["trainannot", "valannot", "testannot"]),
     ]
