@@ -101,11 +101,10 @@ def read_label_png(
 ) -> np.ndarray:
     """Read a label PNG of class indices into ``(H, W)`` uint8 with 255 = unlabeled.
 
-    Palette ("P") PNGs are read as their indices, not their colours. Conversions, in order:
-    ``id_map`` (a dict, or a lookup table with -1 = invalid) maps raw ids (e.g.
-    ``CITYSCAPES_LABELID_TO_TRAINID``), and raw values listed in
-    ``unlabeled_values`` become 255; ``reduce_zero_label`` makes 0 unlabeled and shifts every
-    other id down by one (ADE20K). Raises ``LabelError`` naming the file when a value is neither a
+    Palette ("P") PNGs are read as their indices, not their colours. Conversions, in order: raw
+    values in ``unlabeled_values`` become 255; ``id_map`` (a dict, or a lookup table with -1 =
+    invalid) maps raw ids to class ids, 255 meaning unlabeled (``CITYSCAPES_LABELID_TO_TRAINID``);
+    ``reduce_zero_label`` makes 0 unlabeled and shifts every other id down by one (ADE20K). Raises ``LabelError`` naming the file when a value is neither a
     class id below ``num_classes`` nor an unlabeled value, ``DataError`` on a missing/corrupt file.
     See ``LABEL_PNG_CONVENTIONS`` for each benchmark's settings.
     """

@@ -517,9 +517,9 @@ def _simulate_blocks(
     kept = np.zeros(num_blocks, bool)
     if params["cover_all_classes"]:
         valid = labels != UNLABELED
-        pairs = np.unique(np.stack([labels[valid], block_of[valid]]), axis=1)  # (2, P) class, block
-        first = _first_n_per_group(pairs[0], keys[pairs[1]], 1)
-        kept[pairs[1, first]] = True
+        pairs = np.unique(labels[valid] * num_blocks + block_of[valid])  # (class, block) pairs
+        pair_classes, pair_blocks = pairs // num_blocks, pairs % num_blocks
+        kept[pair_blocks[_first_n_per_group(pair_classes, keys[pair_blocks], 1)]] = True
     remaining = num_keep - int(kept.sum())
     if remaining > 0:
         order = np.argsort(np.where(kept, np.inf, keys), kind="stable")
