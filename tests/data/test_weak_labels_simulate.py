@@ -354,7 +354,7 @@ def test_boxes_without_instances_come_from_connected_components():
     one = np.zeros((5, 5), np.uint8)
     one[2, 3] = 1
     np.testing.assert_array_equal(
-        simulate("boxes", mask=one, skip_classes=0)["boxes"], [[3, 2, 4, 3, 1]]
+        simulate("boxes", mask=one, skip_classes=0, min_box_pixels=1)["boxes"], [[3, 2, 4, 3, 1]]
     )
 
 

@@ -364,7 +364,7 @@ def _box_rows(boxes: np.ndarray) -> list[list[float]]:
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.write_text(json.dumps(data, indent=1 if path.name == "protocol.json" else None) + "\n")
 
 
 def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
         "cover_all_classes": False,  # first keep one block per class present, then fill at random
     },
     "boxes": {
-        "min_box_pixels": 1,  # connected components smaller than this get no box
+        "min_box_pixels": 16,  # instances / components smaller than this get no box (specks)
         "skip_classes": (),  # classes that never get a box (e.g. background 0 on VOC)
     },
     "tags": {
@@ -534,7 +534,7 @@ def boxes_from_mask(
     labels: np.ndarray,
     *,
     instance_mask: np.ndarray | None = None,
-    min_box_pixels: int = 1,
+    min_box_pixels: int = 16,
     skip_classes: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Tight boxes ``(M, 5)`` float32 ``[x0, y0, x1, y1, class_id]`` (x1, y1 exclusive).
