@@ -88,8 +88,10 @@ def make_labels(
     all_boxes: dict[str, list] = {}
     all_tags: dict[str, list[int]] = {}
 
+    names = getattr(dataset, "names", None)
+    names = None if names is None else list(names)  # once: it may be a property building a list
     for index in tqdm(range(len(dataset)), desc=f"make-labels {kind}", disable=not progress):
-        name, mask, instance_mask = _mask_of(dataset, index)
+        name, mask, instance_mask = _mask_of(dataset, index, names)
         result = simulate_weak_label(
             mask,
             kind,
@@ -309,7 +311,9 @@ def _build_dataset(name: str, *, root: str | None, split: str) -> Any:
 # ---------------------------------------------------------------------------------------- helpers
 
 
-def _mask_of(dataset: Any, index: int) -> tuple[str, np.ndarray, np.ndarray | None]:
+def _mask_of(
+    dataset: Any, index: int, names: list[str] | None
+) -> tuple[str, np.ndarray, np.ndarray | None]:
     """(name, mask (H, W), instance mask (H, W) or None) of one image, whichever way the dataset
     offers them."""
     sample = None
@@ -324,7 +328,6 @@ def _mask_of(dataset: Any, index: int) -> tuple[str, np.ndarray, np.ndarray | No
     else:
         sample = dataset[index]
         mask = sample.get("mask")
-    names = getattr(dataset, "names", None)
     if names is not None:
         name = str(names[index])
     else:
