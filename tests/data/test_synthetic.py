@@ -28,10 +28,10 @@ def test_same_seed_same_images_other_seed_other_images():
 def test_generating_an_image_takes_less_than_10_ms():
     rng = np.random.default_rng(0)
     timings = []
-    for _ in range(15):
-        start = time.perf_counter()
+    for _ in range(15):  # CPU time of this process: other jobs on a shared machine do not count
+        start = time.process_time()
         generate_image(rng, (96, 128), 5)
-        timings.append(time.perf_counter() - start)
+        timings.append(time.process_time() - start)
     assert np.median(timings) < 0.010
 
 

@@ -359,8 +359,11 @@ class SegmentationDataset(Dataset):
         kept: list[Record] = []
         for record in records:
             kind = mapping.get(record.name, mapping.get(record.image_path.name))
-            if kind is None and self.supervision == "mixed" and len(self.weak_label_dirs) > 1:
-                kind = next((k for k in self.weak_label_dirs if self._has_weak(k, record)), None)
+            if kind is None and self.supervision == "mixed":
+                kind = next(
+                    (k for k in self.weak_label_dirs if k != "mixed" and self._has_weak(k, record)),
+                    None,
+                )
             if kind is None:
                 kind = self.supervision
             if kind == "mixed":

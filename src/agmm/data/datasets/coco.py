@@ -152,10 +152,12 @@ class COCO(SegmentationDataset):
         return instances
 
     def _native_boxes(self, record: Record) -> np.ndarray:
-        boxes = []
-        for annotation in self._annotations(record):
-            if annotation.get("iscrowd", 0):
-                continue
-            x, y, w, h = annotation["bbox"]
-            boxes.append([x, y, x + w, y + h, self.category_to_class[annotation["category_id"]]])
+        """(M, 5) boxes of the record from the json (crowd regions left out)."""
+        from agmm.data.weak_labels.readers import read_coco_boxes
+
+        self._annotations(record)  # unknown categories -> LabelError naming the json
+        try:
+            boxes = read_coco_boxes(self.coco, record.extra["image_id"], self.category_to_class)
+        except LabelError as error:
+            raise LabelError(f"{self.json_path}: {record.image_path.name}: {error}") from error
         return np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
