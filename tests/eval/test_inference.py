@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from stand_ins import PointwiseSegmenter, TinyDataset
+from stand_ins import TinyDataset
 from torch import nn
 
 from agmm.errors import LabelError
@@ -115,31 +111,3 @@ def test_mask_and_image_size_mismatch_names_the_file(model):
     dataset.samples[1]["mask"] = dataset.samples[1]["mask"][:-1]
     with pytest.raises(LabelError, match="images/img01.jpg.*mask"):
         evaluate(model, dataset, progress=False)
-
-
-def _ddp_worker(rank, world_size, port, result_path):
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
-    try:
-        model = PointwiseSegmenter().eval()
-        dataset = TinyDataset(model, num_images=5, noise=0.3)
-        result = evaluate(model, dataset, batch_size=2, progress=False)
-        if rank == 0:
-            torch.save(result, result_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_distributed_evaluation_gives_the_single_process_number(tmp_path, monkeypatch):
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "r.pt")), nprocs=2, join=True)
-    distributed = torch.load(tmp_path / "r.pt", weights_only=False)
-    model = PointwiseSegmenter().eval()
-    single = evaluate(model, TinyDataset(model, num_images=5, noise=0.3), progress=False)
-    assert (distributed["confusion"] == single["confusion"]).all()
-    assert distributed["miou"] == pytest.approx(single["miou"])
-    assert distributed["num_images"] == 5

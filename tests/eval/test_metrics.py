@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import math
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,50 +85,6 @@ def test_matches_a_python_loop(num_classes, pairs):
         if t != 255 and p < num_classes:
             expected[t, p] += 1
     assert cm.matrix.numpy().tolist() == expected.tolist()
-
-
-def _random_data(seed=0, num_classes=5):
-    g = torch.Generator().manual_seed(seed)
-    target = torch.randint(0, num_classes, (6, 9, 7), generator=g)
-    target[torch.rand(target.shape, generator=g) < 0.2] = 255
-    target[target == 3] = 255  # class 3 absent from targets ...
-    pred = torch.randint(0, num_classes, (6, 9, 7), generator=g)
-    pred[pred == 3] = 0  # ... and from predictions: NaN
-    return pred, target
-
-
-def _ddp_worker(rank, world_size, port, result_path):
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
-    try:
-        pred, target = _random_data()
-        cm = ConfusionMatrix(5)
-        cm.update(pred[rank::world_size], target[rank::world_size])
-        cm.all_reduce()
-        if rank == 0:
-            torch.save({"matrix": cm.matrix, "miou": cm.miou()}, result_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_two_gloo_processes_give_the_single_process_number(tmp_path, monkeypatch):
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    result_path = tmp_path / "result.pt"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(result_path)), nprocs=2, join=True)
-    pred, target = _random_data()
-    single = ConfusionMatrix(5)
-    single.update(pred, target)
-    result = torch.load(result_path)
-    assert torch.equal(result["matrix"], single.matrix)
-    assert result["miou"] == pytest.approx(single.miou())
-    assert math.isnan(single.per_class_iou()[3])
 
 
 def test_all_reduce_without_distributed_is_a_no_op():

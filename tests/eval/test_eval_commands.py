@@ -1,0 +1,137 @@
+"""`agmm eval | predict | pseudo-labels | export | report` on a real (tiny) checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from agmm.cli import main
+
+DATA = "data.dataset_args={num_images: 3, image_size: [32, 48], num_classes: 4, max_objects: 2}"
+
+
+def make_checkpoint(path, overrides=(), num_classes=4):
+    """A checkpoint of the synthetic demo config (ResNet-18 DeepLabV3+), random weights."""
+    from agmm.config import load_config
+    from agmm.engine.build import build_loss, build_segmenter
+    from agmm.engine.checkpoint import config_dict, save_checkpoint
+
+    cfg = load_config("synthetic/demo", [DATA, "model.output_stride=16", *overrides])
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, num_classes, pretrained=False).eval()
+    loss_module = build_loss(cfg, model, num_classes)
+    save_checkpoint(
+        {
+            "format": "agmm-checkpoint-v1",
+            "step": 1,
+            "model": model.state_dict(),
+            "loss_module": loss_module.state_dict(),
+            "config": config_dict(cfg),
+            "classes": ["background", "a", "b", "c"][:num_classes],
+            "num_classes": num_classes,
+            "palette": [[0, 0, 0], [200, 0, 0], [0, 200, 0], [0, 0, 200]][:num_classes],
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "last.pt")
+
+
+def test_eval_prints_a_table_and_writes_json_and_csv(tmp_path, checkpoint, capsys):
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and "background" in printed
+    metrics = json.loads(out.read_text())
+    assert len(metrics["per_class_iou"]) == 4 and "background" in metrics["per_class_iou"]
+    assert metrics["num_images"] == 3 and 0 <= metrics["miou"] <= 1
+    args = ["eval", "--checkpoint", str(checkpoint), "--quiet", "--flip", "--sliding", "32"]
+    assert main([*args, "--out", str(tmp_path / "m.csv")]) == 0
+    rows = (tmp_path / "m.csv").read_text().splitlines()
+    assert rows[0] == "class,iou" and rows[-2].startswith("miou,")
+
+
+def test_predict_then_eval_of_the_saved_pngs_gives_the_same_miou(tmp_path, checkpoint, capsys):
+    from agmm.config import load_config
+    from agmm.data import build_dataset
+
+    cfg = load_config("synthetic/demo", [DATA])
+    dataset = build_dataset("synthetic", root=None, split="val", **cfg.data.dataset_args)
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, name in enumerate(dataset.names):
+        Image.fromarray(dataset.read_raw(index)["image"]).save(images / f"{name}.png")
+    preds = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(images), "--out", str(preds), "--probs", "--quiet"]) == 0  # fmt: skip
+    assert len(list(preds.glob("*.png"))) == 3 and len(list(preds.glob("*.npy"))) == 3
+    with Image.open(next(preds.glob("*.png"))) as mask:
+        assert mask.mode == "P" and mask.size == (48, 32)
+    base = ["eval", "--checkpoint", str(checkpoint), "--quiet", "--out"]
+    assert main([*base, str(tmp_path / "model.json")]) == 0
+    assert main([*base, str(tmp_path / "pngs.json"), "--predictions", str(preds)]) == 0
+    from_model = json.loads((tmp_path / "model.json").read_text())
+    from_pngs = json.loads((tmp_path / "pngs.json").read_text())
+    assert from_pngs["miou"] == pytest.approx(from_model["miou"])
+    assert from_pngs["confusion"] == from_model["confusion"]
+
+
+def test_pseudo_labels_are_written_for_the_training_split(tmp_path, checkpoint, capsys):
+    out = tmp_path / "stage2"
+    assert main(["pseudo-labels", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert len(list(out.glob("*.png"))) == 3
+    printed = capsys.readouterr().out
+    assert "GMM G_new" in printed and "segmenter P" in printed
+    summary = json.loads((out / "pseudo_labels.json").read_text())
+    assert summary["num_images"] == 3
+    assert 0 <= summary["quality"]["gmm_new_miou"] <= 1
+    assert summary["quality"]["weak_miou"] == pytest.approx(1.0)  # simulated clicks are exact
+    # the second stage reads them back as weak labels
+    from agmm.config import load_config
+    from agmm.data import build_dataset
+
+    cfg = load_config("synthetic/demo", [DATA])
+    stage2 = build_dataset(
+        "synthetic",
+        root=None,
+        split="train",
+        supervision="blocks",
+        weak_label_dir=out,
+        **cfg.data.dataset_args,
+    )
+    assert (stage2[0]["weak_label"] != 255).float().mean() > 0.99
+
+
+def test_export_onnx_from_a_checkpoint(tmp_path, checkpoint, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--size", "32", "48"]) == 0  # fmt: skip
+    assert out.is_file() and "max |difference|" in capsys.readouterr().out
+
+
+def test_checkpoint_for_another_number_of_classes_is_named(tmp_path, capsys):
+    checkpoint = make_checkpoint(tmp_path / "three.pt", num_classes=3)
+    assert main(["eval", "--checkpoint", str(checkpoint), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "CheckpointError" in error and "three.pt" in error and "3 classes" in error
+
+
+def test_unreadable_image_is_named(tmp_path, checkpoint, capsys):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    code = main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "broken.png"), "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 1 and "broken.png" in capsys.readouterr().err
+
+
+def test_report_command(tmp_path, capsys):
+    (tmp_path / "result.json").write_text(json.dumps({"miou": 0.25}))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), np.uint8)).save(
+        tmp_path / "panels.png"
+    )
+    assert main(["report", str(tmp_path)]) == 0
+    assert "base64" in (tmp_path / "report.html").read_text()
