@@ -14,17 +14,21 @@ from tests.seeds.scenes import synthetic_scene
 IGNORE = 255
 
 
-def test_grabcut_finds_most_of_the_object_and_stays_in_its_box():
+@pytest.mark.parametrize(
+    "options", [{}, {"context": None}, {"max_pixels": 1500}], ids=["local", "whole", "downscaled"]
+)
+def test_grabcut_finds_most_of_the_object_and_stays_in_its_box(options):
     image, obj, boxes = synthetic_scene()
-    seeds = grabcut_seeds(image, boxes, has_background=True, num_classes=2)
+    seeds = grabcut_seeds(image, boxes, has_background=True, num_classes=2, **options)
     inside = np.zeros_like(obj)
     inside[14:50, 10:46] = True
     assert seeds.dtype == np.uint8 and seeds.shape == (64, 64)
     assert (seeds[~inside] == 0).all()  # outside every box: background
     assert (seeds[inside] != 0).all()  # inside a box: never background
     assert (seeds[obj] == 1).mean() > 0.9  # most of the object is found
-    assert (seeds[inside & ~obj] == 1).mean() < 0.1  # the box's background is left out
-    assert (seeds[inside & ~obj] == IGNORE).mean() > 0.9
+    leak = 0.2 if "max_pixels" in options else 0.1  # downscaling blurs the outline by ~1 pixel
+    assert (seeds[inside & ~obj] == 1).mean() < leak  # the box's background is left out
+    assert (seeds[inside & ~obj] == IGNORE).mean() > 1 - leak
 
 
 def test_without_background_class_outside_boxes_is_ignored():

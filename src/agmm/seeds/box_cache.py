@@ -130,6 +130,9 @@ def _seed_one(index: int) -> dict:
             iterations=params["iterations"],
             method=params["method"],
             shrink_margin=params["shrink_margin"],
+            context=params["context"],
+            min_foreground=params["min_foreground"],
+            max_pixels=params["max_pixels"],
             source=f"boxes of {image_path}",
         )
         pattern = glob.escape(str(cache_dir / _safe_name(name))) + "-" + "?" * _KEY_LENGTH + ".png"
@@ -155,6 +158,9 @@ def compute_box_seeds(
     method: str = "grabcut",
     iterations: int = 5,
     shrink_margin: float = 0.15,
+    context: float | None = 1.0,
+    min_foreground: float = 0.1,
+    max_pixels: int | None = 40_000,
     progress: bool = True,
 ) -> BoxSeedRun:
     """Box seeds of every image of ``dataset``, cached in ``cache_dir``.
@@ -171,6 +177,9 @@ def compute_box_seeds(
         "method": method,
         "iterations": int(iterations),
         "shrink_margin": float(shrink_margin),
+        "context": None if context is None else float(context),
+        "min_foreground": float(min_foreground),
+        "max_pixels": None if max_pixels is None else int(max_pixels),
         "has_background": bool(dataset.has_background),
         "num_classes": int(dataset.num_classes),
     }

@@ -76,25 +76,61 @@ def box_pixels(box: np.ndarray) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def grabcut_box(image: np.ndarray, box: np.ndarray, *, iterations: int = 5) -> np.ndarray | None:
+def grabcut_box(
+    image: np.ndarray,
+    box: np.ndarray,
+    *,
+    iterations: int = 5,
+    context: float | None = 1.0,
+    min_foreground: float = 0.1,
+    max_pixels: int | None = 40_000,
+) -> np.ndarray | None:
     """GrabCut foreground (definite + probable) of one box. image (H, W, 3) uint8 -> (H, W) bool.
 
-    The image outside the box seeds the background colour model. Returns None when GrabCut cannot
-    run (a box covering the whole image leaves no background, or OpenCV fails on a tiny box).
+    The image around the box seeds the background colour model: the box enlarged by ``context``
+    times its width/height on each side (clipped to the image), or the whole image when ``context``
+    is None. Returns None when GrabCut cannot run (the box fills that region, leaving no background;
+    OpenCV fails on a tiny box) or finds less than ``min_foreground`` of the box. A region larger
+    than ``max_pixels`` is downscaled for GrabCut and its mask upscaled back (nearest): GrabCut's
+    cost grows with the region, and large boxes need no pixel-exact colour models.
     """
     height, width = image.shape[:2]
     x0, y0, x1, y1 = box_pixels(box)
-    if x1 - x0 < 2 or y1 - y0 < 2 or (x1 - x0) * (y1 - y0) >= height * width:
+    if context is None:
+        cx0, cy0, cx1, cy1 = 0, 0, width, height
+    else:
+        dx, dy = math.ceil(context * (x1 - x0)), math.ceil(context * (y1 - y0))
+        cx0, cy0 = max(0, x0 - dx), max(0, y0 - dy)
+        cx1, cy1 = min(width, x1 + dx), min(height, y1 + dy)
+    if x1 - x0 < 2 or y1 - y0 < 2 or (x1 - x0) * (y1 - y0) >= (cx1 - cx0) * (cy1 - cy0):
         return None
-    mask = np.zeros((height, width), np.uint8)
+    region = np.ascontiguousarray(image[cy0:cy1, cx0:cx1, ::-1])  # OpenCV expects BGR
+    rect = np.array([x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0], np.float64)  # in the region
+    region_hw = region.shape[:2]
+    scale = 1.0
+    if max_pixels and region_hw[0] * region_hw[1] > max_pixels:
+        scale = math.sqrt(max_pixels / (region_hw[0] * region_hw[1]))
+        small_hw = (max(2, round(region_hw[0] * scale)), max(2, round(region_hw[1] * scale)))
+        region = cv2.resize(region, small_hw[::-1], interpolation=cv2.INTER_AREA)
+        rect = rect * np.array([small_hw[1] / region_hw[1], small_hw[0] / region_hw[0]] * 2)
+    rx0, ry0 = int(math.floor(rect[0])), int(math.floor(rect[1]))
+    rx1 = min(max(int(math.ceil(rect[2])), rx0 + 1), region.shape[1])
+    ry1 = min(max(int(math.ceil(rect[3])), ry0 + 1), region.shape[0])
+    if (
+        rx1 - rx0 < 2
+        or ry1 - ry0 < 2
+        or (rx1 - rx0) * (ry1 - ry0) >= region.shape[0] * region.shape[1]
+    ):
+        return None
+    mask = np.zeros(region.shape[:2], np.uint8)
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means initialisation: same seeds on every run
     try:
         cv2.grabCut(
-            np.ascontiguousarray(image[..., ::-1]),  # OpenCV expects BGR
+            region,
             mask,
-            (x0, y0, x1 - x0, y1 - y0),
+            (rx0, ry0, rx1 - rx0, ry1 - ry0),
             background_model,
             foreground_model,
             iterations,
@@ -102,10 +138,15 @@ def grabcut_box(image: np.ndarray, box: np.ndarray, *, iterations: int = 5) -> n
         )
     except cv2.error:
         return None
-    foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
-    inside = np.zeros_like(foreground)
-    inside[y0:y1, x0:x1] = True
-    return foreground & inside
+    if scale != 1.0:
+        mask = cv2.resize(mask, region_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    inside = mask[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+    box_foreground = (inside == cv2.GC_FGD) | (inside == cv2.GC_PR_FGD)
+    if box_foreground.mean() < min_foreground:
+        return None
+    foreground = np.zeros((height, width), bool)
+    foreground[y0:y1, x0:x1] = box_foreground
+    return foreground
 
 
 def shrink_box(image_size: tuple[int, int], box: np.ndarray, *, margin: float = 0.15) -> np.ndarray:
@@ -128,13 +169,17 @@ def grabcut_seeds(
     ignore_index: int = IGNORE_INDEX,
     method: str = "grabcut",
     shrink_margin: float = 0.15,
+    context: float | None = 1.0,
+    min_foreground: float = 0.1,
+    max_pixels: int | None = 40_000,
     source: str | Path = "<boxes>",
 ) -> np.ndarray:
     """Seeds (H, W) uint8 from an image (H, W, 3) uint8 and its boxes (M, 5) ``[x0, y0, x1, y1, c]``.
 
-    ``method="grabcut"`` runs GrabCut per box (falling back to ``"shrink"`` for a box GrabCut cannot
-    handle); ``method="shrink"`` seeds the box interior shrunk by ``shrink_margin`` and ignores the
-    rim. Boxes are validated first (``num_classes`` defaults to max class + 1); errors name ``source``.
+    ``method="grabcut"`` runs GrabCut per box on the box plus ``context`` times its size around it
+    (None: the whole image), falling back to ``"shrink"`` for a box GrabCut cannot handle or where it
+    finds less than ``min_foreground`` of the box; ``method="shrink"`` seeds the box interior shrunk
+    by ``shrink_margin`` and ignores the rim. Boxes are validated first (``num_classes`` defaults to max class + 1); errors name ``source``.
     """
     if method not in METHODS:
         raise ValueError(f"box seed method must be one of {METHODS}, got {method!r}")
@@ -160,7 +205,14 @@ def grabcut_seeds(
         box = boxes[index]
         foreground = None
         if method == "grabcut":
-            foreground = grabcut_box(image, box, iterations=iterations)
+            foreground = grabcut_box(
+                image,
+                box,
+                iterations=iterations,
+                context=context,
+                min_foreground=min_foreground,
+                max_pixels=max_pixels,
+            )
         if foreground is None:
             foreground = shrink_box((height, width), box, margin=shrink_margin)
         x0, y0, x1, y1 = box_pixels(box)

@@ -50,6 +50,24 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--iterations", type=int, default=5, help="boxes: GrabCut iterations")
     parser.add_argument("--shrink-margin", type=float, default=0.15, help="boxes: shrink margin")
+    parser.add_argument(
+        "--context",
+        type=float,
+        default=1.0,
+        help="boxes: GrabCut sees the box plus this many box sizes around it (<0: whole image)",
+    )
+    parser.add_argument(
+        "--min-foreground",
+        type=float,
+        default=0.1,
+        help="boxes: below this fraction of GrabCut foreground, use the shrunk box instead",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000,
+        help="boxes: GrabCut regions larger than this are downscaled (0: never)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="boxes: parallel processes")
     parser.add_argument(
         "--cache-dir", type=Path, default=None, help="boxes: seed cache (default: <out>/.cache)"
@@ -80,6 +98,9 @@ def run_seeds(args: argparse.Namespace) -> int:
             method=args.method,
             iterations=args.iterations,
             shrink_margin=args.shrink_margin,
+            context=None if args.context < 0 else args.context,
+            min_foreground=args.min_foreground,
+            max_pixels=args.max_pixels or None,
             progress=not args.no_progress,
         )
         print(
