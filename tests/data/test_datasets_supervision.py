@@ -196,3 +196,24 @@ def test_a_split_without_masks_is_unlabeled_and_cannot_be_simulated_from(camvid_
         dataset[0]
     unlabeled = build_dataset("camvid", root=camvid_tree, split="val")[0]  # e.g. a test split
     assert (unlabeled["mask"] == 255).all() and (unlabeled["weak_label"] == 255).all()
+
+
+def test_cityscapes_clicks_in_raw_label_ids_through_a_named_format(
+    cityscapes_tree, tmp_path, files
+):
+    clicks = np.zeros(files.hw, np.uint8)  # labelId 0 = unlabeled
+    clicks[2, 3], clicks[5, 5] = 7, 26  # road, car
+    for name in ("frankfurt_000000_000294", "lindau_000001_000019"):
+        files.save_grey(tmp_path / "clicks" / name.split("_")[0] / f"{name}.png", clicks)
+    dataset = build_dataset(
+        "cityscapes",
+        root=cityscapes_tree,
+        split="val",
+        supervision="points",
+        weak_label_dir=tmp_path / "clicks",
+        weak_label_format="cityscapes-labelids",
+    )
+    weak = dataset[1]["weak_label"]
+    assert weak[2, 3] == 0 and weak[5, 5] == 13 and (weak != 255).sum() == 2
+    with pytest.raises(DataError, match="valid: .*cityscapes-labelids"):
+        build_dataset("cityscapes", root=cityscapes_tree, split="val", weak_label_format="x")

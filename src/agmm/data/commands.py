@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="weak labels use 0 = unlabeled and ids + 1 (ADE20K block labels)",
     )
     check.add_argument(
+        "--weak-label-format",
+        help="a named weak-label PNG convention, e.g. cityscapes-labelids, voc-21-unlabeled",
+    )
+    check.add_argument(
         "--classes", nargs="+", help="class names (folder datasets without classes.txt)"
     )
     check.add_argument(

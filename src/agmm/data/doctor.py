@@ -104,6 +104,7 @@ def check_labels(
     weak_label_dir: str | Path | None = None,
     unlabeled_values: Iterable[int] | None = None,
     weak_reduce_zero_label: bool = False,
+    weak_label_format: str | None = None,
     max_images: int | None = None,
     decode_images: bool = True,
     **dataset_kwargs,
@@ -126,6 +127,8 @@ def check_labels(
                 skip_bad=True,
                 validate=False,
                 unlabeled_values=unlabeled_values,
+                weak_reduce_zero_label=weak_reduce_zero_label,
+                weak_label_format=weak_label_format,
                 **dataset_kwargs,
             )
         except DataError as error:
@@ -150,7 +153,6 @@ def check_labels(
             _check_split(
                 dataset,
                 weak_label_dir=weak_label_dir,
-                weak_reduce_zero_label=weak_reduce_zero_label,
                 max_images=max_images,
                 decode_images=decode_images,
             )
@@ -184,7 +186,6 @@ def _check_split(
     dataset: SegmentationDataset,
     *,
     weak_label_dir: str | Path | None,
-    weak_reduce_zero_label: bool,
     max_images: int | None,
     decode_images: bool,
 ) -> SplitReport:
@@ -233,7 +234,7 @@ def _check_split(
                     report.weak_found += 1
                 continue
             report.weak_found += 1
-            counts = _check_weak(dataset, files[".png"], hw, report, weak_reduce_zero_label)
+            counts = _check_weak(dataset, files[".png"], hw, report)
             if counts is not None:
                 if len(counts) > len(weak_raw):
                     weak_raw = np.pad(weak_raw, (0, len(counts) - len(weak_raw)))
@@ -299,7 +300,7 @@ def _check_mask(dataset, record, hw, report: SplitReport) -> np.ndarray | None:
     )
 
 
-def _check_weak(dataset, path: Path, hw, report: SplitReport, reduce_zero_label: bool):
+def _check_weak(dataset, path: Path, hw, report: SplitReport):
     """Raw value counts of one weak-label PNG; adds its labeled pixels per class to the report."""
     try:
         raw = io.read_label_array(path)
@@ -318,8 +319,7 @@ def _check_weak(dataset, path: Path, hw, report: SplitReport, reduce_zero_label:
         report,
         path=path,
         num_classes=dataset.num_classes,
-        unlabeled_values=dataset.unlabeled_values,
-        reduce_zero_label=reduce_zero_label,
+        **dataset.weak_png_kwargs,
     )
     labeled = label[label != IGNORE_INDEX]
     report.weak_pixels += np.bincount(labeled, minlength=dataset.num_classes)[: dataset.num_classes]
@@ -426,6 +426,9 @@ def format_report(report: DoctorReport) -> str:
         lines.append(f"weak labels: {report.weak_label_dir}")
     for split in report.splits:
         lines.append("")
+        if not split.images and not split.errors and split.mask_pixels is None:
+            lines.append(f"split {split.split}: not present")
+            continue
         lines.append(f"split {split.split}: {split.images} images, {split.masks} dense masks")
         if split.mask_pixels is not None:
             lines.append(
@@ -489,6 +492,7 @@ def run_check_labels(args: argparse.Namespace) -> int:
         weak_label_dir=args.weak_label_dir,
         unlabeled_values=args.unlabeled_values,
         weak_reduce_zero_label=args.reduce_zero_label,
+        weak_label_format=args.weak_label_format,
         max_images=args.max_images,
         **kwargs,
     )

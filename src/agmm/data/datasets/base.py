@@ -81,6 +81,8 @@ class SegmentationDataset(Dataset):
         unlabeled_values: values of weak-label PNGs that mean "unlabeled" (default: the
             dataset's ``weak_unlabeled_values``).
         weak_reduce_zero_label: weak PNGs use 0 = unlabeled and ids shifted up by one (ADE20K style).
+        weak_label_format: a key of ``agmm.data.weak_labels.LABEL_PNG_CONVENTIONS`` (e.g.
+            ``cityscapes-labelids`` for N-click files in raw labelIds) setting the three above.
         transform: callable on the numpy sample (see ``agmm.data.transforms``).
         seed: seed of weak-label simulation.
         skip_bad: leave out images whose files are missing, unreadable or inconsistent (checked
@@ -117,6 +119,7 @@ class SegmentationDataset(Dataset):
         supervision_map: str | Path | Mapping[str, str] | None = None,
         unlabeled_values: Iterable[int] | None = None,
         weak_reduce_zero_label: bool = False,
+        weak_label_format: str | None = None,
         transform: Callable[[dict], dict] | None = None,
         seed: int = 0,
         skip_bad: bool = False,
@@ -130,18 +133,18 @@ class SegmentationDataset(Dataset):
         self.split = split
         self.supervision = supervision
         self.weak_label_args = dict(weak_label_args or {})
-        self.unlabeled_values = tuple(
-            self.weak_unlabeled_values if unlabeled_values is None else unlabeled_values
-        )
-        self.weak_reduce_zero_label = weak_reduce_zero_label
         self.transform = transform
         self.seed = int(seed)
         self.skip_bad = skip_bad
         self.skipped: list[Skipped] = []
         self._simulated: dict[int, dict] = {}
-        self.weak_label_dirs = self._weak_dirs(weak_label_dir)
 
-        records = self._scan()
+        records = self._scan()  # may set the classes (COCO reads them from its json)
+        self.weak_png_kwargs = self._weak_png_kwargs(
+            unlabeled_values, weak_reduce_zero_label, weak_label_format
+        )
+        self.unlabeled_values = self.weak_png_kwargs["unlabeled_values"]
+        self.weak_label_dirs = self._weak_dirs(weak_label_dir)
         records = self._check_files(records)
         kinds = self._resolve_kinds(records, supervision_map)
         if skip_bad if validate is None else validate:
@@ -329,6 +332,36 @@ class SegmentationDataset(Dataset):
                     self._tag_tables[kind] = self._read_tag_file(tags_json)
         return dirs
 
+    def _weak_png_kwargs(self, unlabeled_values, reduce_zero_label, label_format) -> dict:
+        """read_label_png keyword arguments: unlabeled_values, reduce_zero_label, id_map."""
+        kwargs = {
+            "unlabeled_values": self.weak_unlabeled_values,
+            "reduce_zero_label": False,
+            "id_map": None,
+        }
+        if label_format is not None:
+            from agmm.data.weak_labels.readers import LABEL_PNG_CONVENTIONS
+
+            if label_format not in LABEL_PNG_CONVENTIONS:
+                raise DataError(
+                    f"unknown weak_label_format {label_format!r}; valid: "
+                    f"{', '.join(LABEL_PNG_CONVENTIONS)}"
+                )
+            convention = dict(LABEL_PNG_CONVENTIONS[label_format])
+            expected = convention.pop("num_classes")
+            if expected != self.num_classes:
+                raise DataError(
+                    f"weak_label_format {label_format!r} is for {expected} classes but "
+                    f"{type(self).__name__} has {self.num_classes}"
+                )
+            kwargs.update(convention)
+        if unlabeled_values is not None:
+            kwargs["unlabeled_values"] = unlabeled_values
+        if reduce_zero_label:
+            kwargs["reduce_zero_label"] = True
+        kwargs["unlabeled_values"] = tuple(int(v) for v in kwargs["unlabeled_values"])
+        return kwargs
+
     def _read_tag_file(self, path: Path) -> dict[str, np.ndarray]:
         """name -> (K,) tags from cls_labels.npy (with or without a background entry), a
         make-labels tags.json, or a list file of lines ``name class class ...``."""
@@ -459,12 +492,7 @@ class SegmentationDataset(Dataset):
         """(H, W) uint8 weak label from a PNG, with this dataset's unlabeled convention."""
         from agmm.data.weak_labels.readers import read_label_png
 
-        label = read_label_png(
-            path,
-            num_classes=self.num_classes,
-            unlabeled_values=self.unlabeled_values,
-            reduce_zero_label=self.weak_reduce_zero_label,
-        )
+        label = read_label_png(path, num_classes=self.num_classes, **self.weak_png_kwargs)
         if tuple(label.shape[:2]) != tuple(hw):
             raise LabelError(
                 f"{path}: weak label size {label.shape[1]}x{label.shape[0]} (WxH) differs from "
