@@ -217,3 +217,22 @@ def test_cityscapes_clicks_in_raw_label_ids_through_a_named_format(
     assert weak[2, 3] == 0 and weak[5, 5] == 13 and (weak != 255).sum() == 2
     with pytest.raises(DataError, match="valid: .*cityscapes-labelids"):
         build_dataset("cityscapes", root=cityscapes_tree, split="val", weak_label_format="x")
+
+
+def test_mixed_kinds_without_a_folder_are_simulated(tmp_path):
+    from agmm.data.weak_labels.make_labels import make_labels
+
+    full = synthetic()
+    make_labels(full, "points", tmp_path / "points", progress=False)
+    names = full.names
+    dataset = synthetic(
+        supervision="points",
+        weak_label_dir={"points": tmp_path / "points"},
+        supervision_map={names[1]: "tags", names[2]: "blocks"},
+    )
+    assert dataset.kinds[:3] == ["points", "tags", "blocks"]
+    assert (dataset[1]["weak_label"] == 255).all() and dataset[1]["tags"].sum() > 0
+    blocks = dataset[2]["weak_label"]
+    assert (blocks != 255).any() and torch.equal(
+        blocks, synthetic(supervision="blocks")[2]["weak_label"]
+    )

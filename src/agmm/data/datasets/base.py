@@ -213,7 +213,7 @@ class SegmentationDataset(Dataset):
             if mask is None:  # a split without labels (test images): nothing is labeled
                 mask = np.full(hw, IGNORE_INDEX, dtype=np.uint8)
             return {"weak_label": mask, "boxes": self._empty_boxes(), "tags": self.tags_of(mask)}
-        if self.weak_label_dirs:
+        if self._weak_dir_for(kind) is not None:
             return self._weak_from_files(record, kind, hw)
         if kind == "boxes" and self.has_native_boxes:
             boxes = self._native_boxes(record)
@@ -412,7 +412,8 @@ class SegmentationDataset(Dataset):
                     f"{supervision_map}: image {record.name!r} has unknown supervision {kind!r};"
                     f" valid: {', '.join(SUPERVISIONS)}"
                 )
-            if self.weak_label_dirs and kind != "full" and not self._has_weak(kind, record):
+            has_folder = self._weak_dir_for(kind) is not None  # kinds without one are simulated
+            if has_folder and kind != "full" and not self._has_weak(kind, record):
                 folder = self._weak_dir_for(kind)
                 self._problem(
                     record,
