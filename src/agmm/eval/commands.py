@@ -90,10 +90,10 @@ def _sliding(values: list[int] | None):
     return (values[0], values[-1])
 
 
-def _load_model(args):
+def _load_model(args, device):
     from agmm.engine.checkpoint import load_model
 
-    return load_model(args.checkpoint, map_location=_device(args.device))
+    return load_model(args.checkpoint, map_location=device)
 
 
 def _build_dataset(args, cfg, *, split: str, supervision: str = "full", **extra):
@@ -151,10 +151,20 @@ def _register_eval(subparsers) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from agmm.engine.distributed import cleanup, init_distributed
+
+    device = init_distributed(args.device)  # joins torchrun's process group, if any
+    try:
+        return _run_eval(args, device)
+    finally:
+        cleanup()
+
+
+def _run_eval(args: argparse.Namespace, device) -> int:
     from agmm.eval.inference import evaluate
     from agmm.eval.predict import evaluate_saved_predictions
 
-    model, cfg, meta = _load_model(args)
+    model, cfg, meta = _load_model(args, device)
     dataset = _build_dataset(args, cfg, split=args.split or cfg.data.val_split)
     _check_classes(meta, dataset, args.checkpoint)
     if args.predictions:
@@ -168,7 +178,7 @@ def run_eval(args: argparse.Namespace) -> int:
             sliding=_sliding(args.sliding),
             crf=args.crf or None,
             batch_size=args.batch_size,
-            device=_device(args.device),
+            device=device,
             progress=not args.quiet,
         )
     if not _is_main():
@@ -283,7 +293,8 @@ def _register_predict(subparsers) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from agmm.eval.predict import predict_images
 
-    model, _, meta = _load_model(args)
+    device = _device(args.device)
+    model, _, meta = _load_model(args, device)
     written = predict_images(
         model,
         args.inputs,
@@ -295,7 +306,7 @@ def run_predict(args: argparse.Namespace) -> int:
         crf=args.crf or None,
         save_probs=args.probs,
         batch_size=args.batch_size,
-        device=_device(args.device),
+        device=device,
         progress=not args.quiet,
     )
     print(f"wrote {len(written)} masks to {args.out}")
@@ -339,9 +350,19 @@ def _register_pseudo_labels(subparsers) -> None:
 
 
 def run_pseudo_labels(args: argparse.Namespace) -> int:
+    from agmm.engine.distributed import cleanup, init_distributed
+
+    device = init_distributed(args.device)  # joins torchrun's process group, if any
+    try:
+        return _run_pseudo_labels(args, device)
+    finally:
+        cleanup()
+
+
+def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
     from agmm.eval.pseudo_labels import pseudo_label_quality, write_pseudo_labels
 
-    model, cfg, meta = _load_model(args)
+    model, cfg, meta = _load_model(args, device)
     own = (args.data or cfg.data.name) == cfg.data.name
     supervision = args.supervision or cfg.data.supervision
     weak_dir = args.weak_label_dir or (cfg.data.weak_label_dir if own else None)
@@ -355,7 +376,6 @@ def run_pseudo_labels(args: argparse.Namespace) -> int:
         weak_label_args=weak_args,
     )
     _check_classes(meta, dataset, args.checkpoint)
-    device = _device(args.device)
     result = write_pseudo_labels(
         model,
         dataset,
