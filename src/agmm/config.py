@@ -95,6 +95,9 @@ class LossConfig:
     """eq14 = AGMM++'s pixel-to-centre contrast; eq13 = the CVPR'23 centre-to-centre ablation."""
     pseudo_labels: Literal["gmm", "assign"] = "gmm"
     """gmm = soft G (Eq. 4); assign = hard d < sigma labels (Eq. 18, Table 15 ablation)."""
+    self_resolution: Literal["feature", "label"] = "feature"
+    """Grid of L_self: feature (P pooled to G's grid; AGMMLoss's default, 16x cheaper at stride 4,
+    see docs/BENCHMARKS.md) or label (G upsampled to every pixel, Eq. 11 literally)."""
     lambda_seg: float = 1.0
     lambda_gmm: float = 1.0
     lambda_self: float = 1.0

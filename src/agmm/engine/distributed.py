@@ -65,6 +65,27 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(tensor).div_(world_size())
 
 
+def max_difference_across_ranks(values: torch.Tensor) -> float:
+    """Largest |difference| between the processes' copies of ``values`` (0.0 in a single process)."""
+    if not is_distributed():
+        return 0.0
+    high, low = values.clone(), values.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float((high - low).abs().max())
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy process ``src``'s buffers (e.g. BatchNorm running statistics) to every process.
+
+    DDP does this at the start of each forward; after the last step each rank still holds the
+    statistics of its own last batch, which would make sharded validation inconsistent.
+    """
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=src)
+
+
 def broadcast_object(obj, src: int = 0):
     """``obj`` of process ``src`` on every process."""
     if not is_distributed():

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,11 +139,13 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
     if world > 1 and device.type == "cuda" and cfg.train.sync_bn:
         step_module = nn.SyncBatchNorm.convert_sync_batchnorm(step_module)
         model, loss_fn = step_module.model, step_module.loss_fn
-    ddp = DistributedDataParallel(
-        step_module,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=_may_leave_parameters_unused(cfg),
-    )
+    ddp = step_module  # what the loop calls; DDP-wrapped when there are several processes
+    if world > 1:
+        ddp = DistributedDataParallel(
+            step_module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=_may_leave_parameters_unused(cfg),
+        )
     optimizer = build_optimizer(model, loss_fn, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
     amp_dtype = _amp_dtype(cfg, device)
@@ -217,6 +220,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         return write_run_checkpoint(checkpoint_state(), output_dir, keep=cfg.train.keep_checkpoints)
 
     def validate_now() -> dict:
+        dist_utils.broadcast_buffers(step_module)  # rank 0's BatchNorm statistics everywhere
         metrics = {}
         if pseudo is not None:
             metrics.update(pseudo.compute_and_reset())
@@ -278,7 +282,9 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
             if pseudo is not None:
                 pseudo.update(outputs, losses, batch)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
         step += 1
 
         if step % cfg.train.log_every == 0 or step == cfg.train.steps:
@@ -292,7 +298,13 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         if stop_at_step is not None and step >= stop_at_step and step < cfg.train.steps:
             checkpoint_path = save()
             break
-    dist_utils.barrier()
+    # DDP keeps the copies identical; a difference here means a bug (e.g. an unsynchronised buffer).
+    dist_utils.broadcast_buffers(step_module)
+    rank_difference = dist_utils.max_difference_across_ranks(_weight_checksums(step_module))
+    if rank_difference > 0:
+        log.message(
+            f"warning: model weights differ across processes by up to {rank_difference:.3g}"
+        )
     log.close()
     result = {
         "step": step,
@@ -302,6 +314,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         "loss": log.last_loss,
         "first_loss": log.first_loss,
         "images_per_s": log.mean_images_per_s(),
+        "rank_weight_difference": rank_difference,
         **{k: v for k, v in metrics.items() if isinstance(v, float | int)},
     }
     if main:
@@ -401,6 +414,13 @@ def _validate(model: nn.Module, val_set, cfg: Config, device: torch.device) -> d
     )
     model.train()
     return {"val/miou": float(result["miou"]), "val/pixel_acc": float(result["pixel_acc"])}
+
+
+def _weight_checksums(module: nn.Module) -> torch.Tensor:
+    """One float64 sum per parameter and floating buffer: equal on all ranks iff (almost surely)
+    the weights are."""
+    tensors = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
+    return torch.stack([t.detach().double().sum() for t in tensors])
 
 
 def _floats(terms: dict) -> dict:

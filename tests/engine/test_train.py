@@ -1,0 +1,120 @@
+"""The training loop on a tiny synthetic run: it learns, resumes exactly, survives bad steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from agmm.engine.checkpoint import load_checkpoint
+from agmm.engine.train import NonFiniteLossError, train
+from agmm.errors import ConfigError
+from agmm.gmm.loss import AGMMLoss
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(path)
+    return {
+        **{f"model.{k}": v for k, v in state["model"].items()},
+        **{f"loss.{k}": v for k, v in state["loss_module"].items()},
+    }
+
+
+@pytest.mark.slow
+def test_twenty_steps_lower_the_loss_and_write_the_run_files(tiny_config):
+    cfg = tiny_config(
+        "train.steps=20", "train.log_every=5", "train.val_every=10", "train.tensorboard=true"
+    )
+    result = train(cfg)
+    assert result["step"] == 20 and result["skipped_steps"] == 0
+    assert result["loss"] < result["first_loss"]
+    assert 0.0 <= result["val/miou"] <= 1.0
+    assert 0.0 <= result["pseudo/gmm_miou"] <= 1.0
+    out = cfg.output_dir
+    lines = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]
+    train_lines = [line for line in lines if "train/loss" in line]
+    assert [line["step"] for line in train_lines] == [5, 10, 15, 20]
+    for term in ("seg", "self", "weak", "con"):
+        assert f"train/{term}" in train_lines[0]
+    assert any("val/miou" in line for line in lines)
+    assert (Path(out) / "tensorboard").is_dir()
+    assert load_checkpoint(f"{out}/last.pt")["step"] == 20
+
+
+@pytest.mark.slow
+def test_kill_and_resume_reproduces_the_uninterrupted_weights(tiny_config):
+    straight = tiny_config("train.validate=false")
+    train(straight)
+
+    interrupted = tiny_config("train.validate=false")
+    first = train(interrupted, stop_at_step=4)
+    assert first["step"] == 4
+    resumed = train(interrupted, resume="auto")
+    assert resumed["step"] == 8
+
+    expected = _weights(f"{straight.output_dir}/last.pt")
+    got = _weights(f"{interrupted.output_dir}/last.pt")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_resume_of_a_checkpoint_mid_epoch_keeps_the_data_position(tiny_config):
+    # 8 images, batch 2: an epoch is 4 steps, so step 3 stops mid-epoch.
+    cfg = tiny_config("train.validate=false", "train.steps=6", "train.checkpoint_every=3")
+    train(cfg, stop_at_step=3)
+    state = load_checkpoint(f"{cfg.output_dir}/last.pt")
+    assert state["sampler"] == {"epoch": 0, "position": 3}
+    assert state["step"] == 3
+
+
+def test_a_non_finite_loss_skips_the_step_and_is_counted(tiny_config, monkeypatch):
+    original = AGMMLoss.forward
+    calls = {"n": 0}
+
+    def sometimes_nan(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(AGMMLoss, "forward", sometimes_nan)
+    cfg = tiny_config("train.validate=false", "train.steps=5", "train.max_skipped_steps=2")
+    result = train(cfg)
+    assert result["skipped_steps"] == 2
+    assert result["step"] == 5
+    weights = _weights(f"{cfg.output_dir}/last.pt")
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+    logged = [json.loads(line) for line in open(f"{cfg.output_dir}/metrics.jsonl")]
+    assert [line["train/skipped_steps"] for line in logged if "train/loss" in line][-1] == 2
+
+
+def test_too_many_non_finite_losses_stop_training_with_a_clear_error(tiny_config, monkeypatch):
+    original = AGMMLoss.forward
+
+    def always_nan(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(AGMMLoss, "forward", always_nan)
+    cfg = tiny_config("train.validate=false", "train.max_skipped_steps=1")
+    with pytest.raises(NonFiniteLossError, match="max_skipped_steps"):
+        train(cfg)
+
+
+def test_missing_data_path_fails_before_training(tiny_config, tmp_path):
+    cfg = tiny_config("data.name=camvid", f"data.root={tmp_path}/nowhere")
+    with pytest.raises(ConfigError, match="data.root.*nowhere"):
+        train(cfg)
+
+
+def test_batch_that_does_not_split_over_processes_is_refused(tiny_config, monkeypatch):
+    from agmm.engine import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        train(tiny_config())
