@@ -54,11 +54,16 @@ def colorize(labels, palette: np.ndarray, ignore_rgb=IGNORE_RGB) -> np.ndarray:
     return table[labels.clip(0, 255)]
 
 
-def weak_label_rgb(weak_label, image: np.ndarray, palette: np.ndarray, grow: int = 2) -> np.ndarray:
-    """Weak labels over a dimmed image; labeled pixels grown by ``grow`` px so clicks show."""
+def weak_label_rgb(
+    weak_label, image: np.ndarray, palette: np.ndarray, grow: int | None = None
+) -> np.ndarray:
+    """Weak labels over a dimmed image; labeled pixels grown by ``grow`` px so clicks show
+    (default: 2 px, or 1/120 of the longer image side for large images)."""
     import cv2
 
     weak_label = _numpy(weak_label).astype(np.int64)
+    if grow is None:
+        grow = max(2, max(weak_label.shape) // 120)
     labeled = weak_label != 255
     ids = np.where(labeled, weak_label, 0).astype(np.uint8)
     if grow > 0 and labeled.any():
