@@ -143,3 +143,13 @@ def test_paper_backbones_build_with_their_sizes(name, backbone, millions):
     count = sum(p.numel() for p in model.backbone.parameters()) / 1e6
     assert count == pytest.approx(millions, rel=0.01)
     assert model.feature_channels == 256
+
+
+def test_vit_weights_of_another_grid_size_are_resampled(tmp_path):
+    path = tmp_path / "vit224.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)  # 14×14 grid
+    model = build_model(
+        "vit", num_classes=2, backbone="vit_tiny_patch16_224", pretrained=path, img_size=64
+    )
+    assert model.backbone.pos_embed.shape == (1, 1 + 4 * 4, 192)
+    assert model(torch.randn(1, 3, 64, 64))["features"].shape == (1, 256, 4, 4)
