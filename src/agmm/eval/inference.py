@@ -291,7 +291,9 @@ def evaluate(
     distributed = _distributed()
     sampler = ShardSampler(len(dataset), *distributed) if distributed else None
     device = torch.device(device) if device is not None else _model_device(model)
-    confusion = ConfusionMatrix(num_classes, ignore_index=getattr(dataset, "ignore_index", 255))
+    confusion = ConfusionMatrix(
+        num_classes, ignore_index=getattr(dataset, "ignore_index", 255), device=device
+    )
     num_images = 0
     for batch, probs in iterate_predictions(
         model,
@@ -310,7 +312,7 @@ def evaluate(
             raise ValueError(
                 f"the model predicts {probs.shape[1]} classes but the dataset has {num_classes}"
             )
-        confusion.update(probs.argmax(dim=1).cpu(), batch["mask"])
+        confusion.update(probs.argmax(dim=1), batch["mask"].to(device))
         num_images += probs.shape[0]
         if on_batch is not None:
             on_batch(batch, probs)
