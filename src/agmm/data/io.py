@@ -99,12 +99,6 @@ def colours_to_ids(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return np.where(found, order[position], -1).astype(np.int32)
 
 
-def value_counts(values: np.ndarray) -> dict[int, int]:
-    """{value: number of pixels} of an integer label array."""
-    unique, counts = np.unique(values, return_counts=True)
-    return {int(v): int(c) for v, c in zip(unique, counts)}
-
-
 def to_label_map(
     raw: np.ndarray,
     *,
@@ -188,21 +182,6 @@ def read_label_map(
         id_map=id_map,
         reduce_zero_label=reduce_zero_label,
     )
-
-
-def write_label_png(path: str | Path, label: np.ndarray, palette: np.ndarray | None = None) -> None:
-    """Write an (H, W) uint8 label map as a PNG (a palette PNG when ``palette`` (K, 3) is given)."""
-    label = np.asarray(label, dtype=np.uint8)
-    if palette is None:
-        image = Image.fromarray(label)
-    else:
-        flat = np.zeros((256, 3), dtype=np.uint8)
-        flat[: len(palette)] = palette
-        flat[IGNORE_INDEX] = (224, 224, 192)
-        image = Image.fromarray(label)  # putpalette turns it into a "P" image
-        image.putpalette(flat.reshape(-1).tolist())
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
 
 
 def find_image(
