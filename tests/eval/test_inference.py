@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from stand_ins import TinyDataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stand_ins import PointwiseSegmenter, TinyDataset
 from torch import nn
 
 from agmm.errors import LabelError
@@ -111,3 +113,22 @@ def test_mask_and_image_size_mismatch_names_the_file(model):
     dataset.samples[1]["mask"] = dataset.samples[1]["mask"][:-1]
     with pytest.raises(LabelError, match="images/img01.jpg.*mask"):
         evaluate(model, dataset, progress=False)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    height=st.integers(3, 20),
+    width=st.integers(3, 20),
+    scales=st.lists(st.sampled_from([0.5, 0.75, 1.0, 1.25, 1.5]), min_size=1, max_size=3),
+    flip=st.booleans(),
+    crop=st.none() | st.tuples(st.integers(2, 12), st.integers(2, 12)),
+)
+def test_any_protocol_gives_probabilities_at_input_size(height, width, scales, flip, crop):
+    model = PointwiseSegmenter().eval()
+    sliding = dict(crop=crop, stride=(max(1, crop[0] // 2), max(1, crop[1] // 2))) if crop else None
+    probs = predict_logits(
+        model, torch.randn(2, 3, height, width), scales=scales, flip=flip, sliding=sliding
+    )
+    assert probs.shape == (2, 4, height, width)
+    assert torch.isfinite(probs).all() and (probs >= 0).all()
+    torch.testing.assert_close(probs.sum(1), torch.ones(2, height, width))

@@ -48,27 +48,37 @@ def sliding_logits(
     *,
     crop: tuple[int, int],
     stride: tuple[int, int],
+    windows_per_batch: int = 4,
 ) -> torch.Tensor:
     """Logits (B, K, H, W) from overlapping crops (h, w) at the given stride, averaged where they overlap.
 
     Crops never leave the image: the last window in each direction ends at the border; an image
-    smaller than the crop is run whole.
+    smaller than the crop is run whole. All windows have the same size, so up to
+    ``windows_per_batch`` of them run in one forward pass.
     """
-    height, width = images.shape[-2:]
-    crop_h, crop_w = crop
+    batch, _, height, width = images.shape
+    crop_h, crop_w = min(crop[0], height), min(crop[1], width)
     stride_h, stride_w = stride
     if min(crop_h, crop_w, stride_h, stride_w) < 1:
         raise ValueError(f"sliding crop {crop} and stride {stride} must be positive")
+    corners = [
+        (top, left)
+        for top in _window_starts(height, crop_h, stride_h)
+        for left in _window_starts(width, crop_w, stride_w)
+    ]
     logits_sum = None
     counts = images.new_zeros((1, 1, height, width))
-    for top in _window_starts(height, crop_h, stride_h):
-        for left in _window_starts(width, crop_w, stride_w):
-            bottom, right = min(top + crop_h, height), min(left + crop_w, width)
-            window = forward_logits(model, images[..., top:bottom, left:right])
-            if logits_sum is None:
-                logits_sum = images.new_zeros((images.shape[0], window.shape[1], height, width))
-            logits_sum[..., top:bottom, left:right] += window
-            counts[..., top:bottom, left:right] += 1
+    for first in range(0, len(corners), windows_per_batch):
+        chunk = corners[first : first + windows_per_batch]
+        windows = torch.cat(
+            [images[..., top : top + crop_h, left : left + crop_w] for top, left in chunk]
+        )
+        logits = forward_logits(model, windows)  # (len(chunk) * B, K, crop_h, crop_w)
+        if logits_sum is None:
+            logits_sum = images.new_zeros((batch, logits.shape[1], height, width))
+        for (top, left), window in zip(chunk, logits.split(batch)):
+            logits_sum[..., top : top + crop_h, left : left + crop_w] += window
+            counts[..., top : top + crop_h, left : left + crop_w] += 1
     return logits_sum / counts
 
 
