@@ -94,3 +94,16 @@ def test_the_real_camvid_val_split(camvid, capsys):
     code, out = run(capsys, "--data", str(camvid), "--split", "val", "--max-images", "4")
     assert code == 0, out
     assert "split val" in out
+
+
+def test_make_labels_then_check_labels_from_the_command_line(tmp_path, capsys):
+    out_dir = tmp_path / "points"
+    assert main(["make-labels", "--data", "synthetic", "--split", "val", "--kind", "points",
+                 "--out", str(out_dir), "--no-progress"]) == 0  # fmt: skip
+    assert len(list(out_dir.glob("synthetic_val_*.png"))) == 64
+    capsys.readouterr()
+    code, out = run(
+        capsys, "--data", "synthetic", "--split", "val", "--weak-label-dir", str(out_dir)
+    )
+    assert code == 0, out
+    assert "64 found, 0 missing" in out and "unlabeled value guess: 255" in out
