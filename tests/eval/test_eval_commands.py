@@ -135,3 +135,19 @@ def test_report_command(tmp_path, capsys):
     )
     assert main(["report", str(tmp_path)]) == 0
     assert "base64" in (tmp_path / "report.html").read_text()
+
+
+def test_run_pictures_and_report_from_a_checkpoint(tmp_path, checkpoint, capsys):
+    from agmm.viz import draw_run_pictures
+
+    run = tmp_path / "run"
+    written = draw_run_pictures(
+        checkpoint, run / "pictures", num_images=2, tsne_points=200, num_threads=1
+    )
+    assert [p.name for p in written] == ["panels.png", "tsne.png"]
+    for path in written:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 5
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").read_text().count("data:image/png;base64") == 2

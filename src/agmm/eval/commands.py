@@ -360,7 +360,11 @@ def run_pseudo_labels(args: argparse.Namespace) -> int:
 
 
 def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
-    from agmm.eval.pseudo_labels import pseudo_label_quality, write_pseudo_labels
+    from agmm.eval.pseudo_labels import (
+        load_gmm_module,
+        pseudo_label_quality,
+        write_pseudo_labels,
+    )
 
     model, cfg, meta = _load_model(args, device)
     own = (args.data or cfg.data.name) == cfg.data.name
@@ -395,7 +399,7 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
         quality = pseudo_label_quality(
             model,
             dataset,
-            loss_module=_loss_module(args.checkpoint, cfg, model, meta["num_classes"], device),
+            loss_module=load_gmm_module(args.checkpoint, cfg, model, device=device),
             device=device,
             progress=not args.quiet,
         )
@@ -424,19 +428,6 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
         }
         (Path(args.out) / "pseudo_labels.json").write_text(json.dumps(safe, indent=2) + "\n")
     return 0
-
-
-def _loss_module(checkpoint: str, cfg, model, num_classes: int, device):
-    """The checkpoint's GMM module (AGMMLoss) for the quality report, or None without one."""
-    from agmm.engine.build import build_loss
-    from agmm.engine.checkpoint import load_checkpoint, load_state_dict_checked
-
-    state = load_checkpoint(checkpoint)
-    if not state.get("loss_module") or not getattr(cfg.loss, "enabled", True):
-        return None
-    loss_module = build_loss(cfg, model, num_classes)
-    load_state_dict_checked(loss_module, state["loss_module"], checkpoint, "GMM module")
-    return loss_module.to(device).eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,16 +488,41 @@ def _register_report(subparsers) -> None:
         "report",
         help="one-page HTML report of a training run (metrics, curves, pictures)",
         description="Gathers RUN_DIR's metrics JSON files, training log (metrics.jsonl -> curves) "
-        "and pictures (PNG) into RUN_DIR/report.html (images embedded).",
+        "and pictures (PNG) into RUN_DIR/report.html (images embedded); with --pictures it first "
+        "draws panels (image | weak label | G_old | G_new | prediction | ground truth) and a "
+        "t-SNE of pixel embeddings from the run's checkpoint.",
     )
     parser.add_argument("run_dir", help="output folder of `agmm train`")
     parser.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
+    parser.add_argument(
+        "--pictures",
+        nargs="?",
+        const="last.pt",
+        metavar="CHECKPOINT",
+        help="first draw panels and a t-SNE from a checkpoint (default: RUN_DIR/last.pt) into "
+        "RUN_DIR/pictures/",
+    )
+    parser.add_argument("--images", type=int, default=4, help="images in the panels (default 4)")
+    parser.add_argument("--device", default="auto", help="device for --pictures (default: auto)")
     parser.set_defaults(func=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
     from agmm.viz.report import write_report
 
+    if args.pictures:
+        from agmm.viz.run import draw_run_pictures
+
+        checkpoint = Path(args.pictures)
+        if not checkpoint.is_absolute() and not checkpoint.exists():
+            checkpoint = Path(args.run_dir) / checkpoint
+        for path in draw_run_pictures(
+            checkpoint,
+            Path(args.run_dir) / "pictures",
+            num_images=args.images,
+            device=_device(args.device),
+        ):
+            print(f"wrote {path}")
     path = write_report(args.run_dir, out=args.out)
     print(f"wrote {path}")
     return 0

@@ -176,6 +176,23 @@ def pseudo_label_quality(
     return {**quality.compute(), "num_images": num_images}
 
 
+def load_gmm_module(checkpoint: str | Path, cfg, model: nn.Module, *, device=None):
+    """The checkpoint's GMM module (``AGMMLoss`` with its trained squeeze conv), in eval mode.
+
+    ``cfg``, ``model``: as returned by ``agmm.engine.checkpoint.load_model(checkpoint)``.
+    Returns None when the run trained without the GMM (``loss.enabled=false``).
+    """
+    from agmm.engine.build import build_loss
+    from agmm.engine.checkpoint import load_checkpoint, load_state_dict_checked
+
+    state = load_checkpoint(checkpoint)
+    if not state.get("loss_module") or not getattr(cfg.loss, "enabled", True):
+        return None
+    loss_module = build_loss(cfg, model, int(state["num_classes"]))
+    load_state_dict_checked(loss_module, state["loss_module"], checkpoint, "GMM module")
+    return loss_module.to(device or "cpu").eval()
+
+
 def _unpadded_size(valid_mask: torch.Tensor) -> tuple[int, int]:
     """(H, W) of the real image inside a padded (H', W') ``valid_mask``."""
     return int(valid_mask.any(dim=1).sum()), int(valid_mask.any(dim=0).sum())
