@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agmm.seeds import cam_loss, cam_seeds, seed_quality
+from agmm.seeds import cam_loss, cam_seeds, normalise_cams, seed_quality, threshold_cams
 
 IGNORE = 255
 
@@ -145,3 +145,23 @@ def test_crf_refinement_runs_on_the_image():
     assert refined_quality["precision_miou"] > 0.8
     with pytest.raises(ValueError, match="images"):
         cam_seeds(cams, tags, image_size=(32, 32), has_background=True, refine="crf")
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_only_tagged_channels_are_upsampled_without_changing_the_result(background):
+    cams = torch.randn(4, 6, 5, 5)
+    tags = torch.tensor(
+        [[1.0, 1, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 1]]
+    )
+    size = (15, 15)
+    reference = threshold_cams(
+        normalise_cams(cams, tags, image_size=size, has_background=background),
+        tags,
+        has_background=background,
+    )
+    assert torch.equal(cam_seeds(cams, tags, image_size=size, has_background=background), reference)
+    if background:  # no seedable class in the whole batch: background everywhere
+        background_only = torch.zeros(2, 6)
+        background_only[:, 0] = 1.0
+        seeds = cam_seeds(cams[:2], background_only, image_size=size, has_background=True)
+        assert (seeds == 0).all()

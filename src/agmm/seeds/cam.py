@@ -48,6 +48,17 @@ def seedable_classes(tags: torch.Tensor, *, has_background: bool) -> torch.Tenso
     return tagged
 
 
+def _upsample_normalise(
+    cams: torch.Tensor, seedable: torch.Tensor, image_size: tuple[int, int]
+) -> torch.Tensor:
+    """cams (B, A, h, w), seedable (B, A) bool -> (B, A, H, W) in [0, 1], 0 where not seedable."""
+    cams = F.interpolate(
+        F.relu(cams.detach().float()), size=tuple(image_size), mode="bilinear", align_corners=False
+    )
+    peak = cams.amax(dim=(2, 3), keepdim=True)
+    return cams / (peak + 1e-5) * seedable[:, :, None, None]
+
+
 def normalise_cams(
     cams: torch.Tensor, tags: torch.Tensor, *, image_size: tuple[int, int], has_background: bool
 ) -> torch.Tensor:
@@ -55,12 +66,38 @@ def normalise_cams(
 
     Untagged classes (and the background channel when ``has_background``) are 0.
     """
-    cams = F.interpolate(
-        F.relu(cams.detach().float()), size=tuple(image_size), mode="bilinear", align_corners=False
+    return _upsample_normalise(
+        cams, seedable_classes(tags, has_background=has_background), image_size
     )
-    peak = cams.amax(dim=(2, 3), keepdim=True)
-    tagged = seedable_classes(tags, has_background=has_background)
-    return cams / (peak + 1e-5) * tagged[:, :, None, None]
+
+
+def _threshold(
+    norm_cams: torch.Tensor,
+    class_ids: torch.Tensor,
+    untagged_image: torch.Tensor,
+    *,
+    has_background: bool,
+    high: float,
+    low: float,
+    margin: float,
+    ignore_index: int,
+) -> torch.Tensor:
+    """norm_cams (B, A, H, W) of the classes ``class_ids`` (A,) -> seeds (B, H, W) int64."""
+    best, best_index = norm_cams.max(dim=1)
+    best_class = class_ids[best_index]
+    seeds = torch.full_like(best_class, ignore_index)
+    if has_background:
+        seeds = torch.where(best > high, best_class, seeds)
+        seeds = torch.where(best <= low, torch.zeros_like(seeds), seeds)
+    else:
+        if norm_cams.shape[1] > 1:
+            runner_up = norm_cams.topk(2, dim=1).values[:, 1]
+        else:
+            runner_up = torch.zeros_like(best)
+        clear_winner = (best >= high) & (best - runner_up >= margin)
+        seeds = torch.where(clear_winner, best_class, seeds)
+    # An image without any tag: nothing is known about it, so it is all ignore.
+    return seeds.masked_fill(untagged_image[:, None, None], ignore_index)
 
 
 def threshold_cams(
@@ -74,20 +111,16 @@ def threshold_cams(
     ignore_index: int = IGNORE_INDEX,
 ) -> torch.Tensor:
     """norm_cams (B, K, H, W) in [0, 1], 0 for untagged classes -> seeds (B, H, W) int64."""
-    best, best_class = norm_cams.max(dim=1)
-    seeds = torch.full_like(best_class, ignore_index)
-    if has_background:
-        seeds = torch.where(best > high, best_class, seeds)
-        seeds = torch.where(best <= low, torch.zeros_like(seeds), seeds)
-    else:
-        if norm_cams.shape[1] > 1:
-            runner_up = norm_cams.topk(2, dim=1).values[:, 1]
-        else:
-            runner_up = torch.zeros_like(best)
-        clear_winner = (best >= high) & (best - runner_up >= margin)
-        seeds = torch.where(clear_winner, best_class, seeds)
-    untagged_image = (tags > 0).sum(dim=1) == 0  # no tag at all: nothing is known -> all ignore
-    return seeds.masked_fill(untagged_image[:, None, None], ignore_index)
+    return _threshold(
+        norm_cams,
+        torch.arange(norm_cams.shape[1], device=norm_cams.device),
+        (tags > 0).sum(dim=1) == 0,
+        has_background=has_background,
+        high=high,
+        low=low,
+        margin=margin,
+        ignore_index=ignore_index,
+    )
 
 
 def cam_seeds(
@@ -120,18 +153,31 @@ def cam_seeds(
     Returns:
         (B, H, W) int64 class ids, ``ignore_index`` where unsure; on ``cams``' device.
     """
-    norm_cams = normalise_cams(cams, tags, image_size=image_size, has_background=has_background)
-    if refine == "crf":
-        if images is None:
-            raise ValueError("cam_seeds(refine='crf') needs the images (B, H, W, 3) uint8")
-        norm_cams = crf_refine_cams(
-            norm_cams, tags, images, has_background=has_background, **(crf_params or {})
-        )
-    elif refine is not None:
+    if refine not in (None, "crf"):
         raise ValueError(f"cam_seeds: refine must be None or 'crf', got {refine!r}")
-    return threshold_cams(
+    if refine == "crf" and images is None:
+        raise ValueError("cam_seeds(refine='crf') needs the images (B, H, W, 3) uint8")
+    tags = tags.to(cams.device)
+    seedable = seedable_classes(tags, has_background=has_background)
+    # Only classes tagged in some image of the batch are upsampled: (B, A, H, W), not (B, K, H, W)
+    # (COCO: a batch holds a few of the 81 classes). With none, one all-zero channel stands in.
+    class_ids = seedable.any(dim=0).nonzero().flatten()
+    if class_ids.numel() == 0:
+        class_ids = torch.zeros(1, dtype=torch.long, device=cams.device)
+    norm_cams = _upsample_normalise(cams[:, class_ids], seedable[:, class_ids], image_size)
+    if refine == "crf":
+        norm_cams = crf_refine_cams(
+            norm_cams,
+            seedable[:, class_ids],
+            class_ids,
+            images,
+            has_background=has_background,
+            **(crf_params or {}),
+        )
+    return _threshold(
         norm_cams,
-        tags,
+        class_ids,
+        (tags > 0).sum(dim=1) == 0,
         has_background=has_background,
         high=high,
         low=low,
@@ -142,36 +188,36 @@ def cam_seeds(
 
 def crf_refine_cams(
     norm_cams: torch.Tensor,
-    tags: torch.Tensor,
+    seedable: torch.Tensor,
+    class_ids: torch.Tensor,
     images: np.ndarray | torch.Tensor,
     *,
     has_background: bool,
     **crf_params,
 ) -> torch.Tensor:
-    """Dense-CRF refinement of normalised CAMs: (B, K, H, W) -> (B, K, H, W) CRF marginals.
+    """Dense-CRF refinement of normalised CAMs: (B, A, H, W) -> (B, A, H, W) CRF marginals.
 
-    Per image, the CRF runs over the tagged classes (plus background scored ``1 - max CAM`` when the
-    dataset has one); their normalised scores are the unary probabilities. Untagged classes stay 0.
-    The loop over images is inherent (one CRF per image).
+    ``seedable`` (B, A) marks each image's tagged classes among ``class_ids`` (A,). Per image, the
+    CRF runs over those classes (plus background scored ``1 - max CAM`` when the dataset has one,
+    dropped afterwards: background still comes from the low threshold); their normalised scores are
+    the unary probabilities. Other classes stay 0. One CRF per image: the loop is inherent.
     """
     from agmm.eval.crf import crf_refine
 
     images = images.cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
-    seedable = seedable_classes(tags, has_background=has_background).cpu()
-    scores = norm_cams.cpu()
+    seedable, scores = seedable.cpu(), norm_cams.cpu()
     refined = torch.zeros_like(scores)
     for index in range(scores.shape[0]):
-        classes = seedable[index].nonzero().flatten()
-        if not has_background and len(classes) == 0:
-            continue
-        fg = scores[index, classes]
+        channels = seedable[index].nonzero().flatten()
+        probs = scores[index, channels]
         if has_background:
-            background = 1.0 - (fg.amax(dim=0, keepdim=True) if len(classes) else 0.0)
-            fg = torch.cat([torch.as_tensor(background).expand(1, *fg.shape[1:]), fg])
-            classes = torch.cat([torch.zeros(1, dtype=classes.dtype), classes])
-        probs = (fg + 1e-5) / (fg + 1e-5).sum(dim=0, keepdim=True)
-        marginals = crf_refine(np.ascontiguousarray(images[index]), probs.numpy(), **crf_params)
-        refined[index, classes] = torch.from_numpy(marginals)
-    if has_background:
-        refined[:, 0] = 0.0  # background is decided by the low threshold, as without refinement
+            peak = probs.amax(dim=0, keepdim=True) if len(channels) else torch.zeros_like(probs[:1])
+            probs = torch.cat([1.0 - peak, probs])
+        if probs.shape[0] == 0:
+            continue
+        probs = (probs + 1e-5) / (probs + 1e-5).sum(dim=0, keepdim=True)
+        marginals = torch.from_numpy(
+            crf_refine(np.ascontiguousarray(images[index]), probs.numpy(), **crf_params)
+        )
+        refined[index, channels] = marginals[1:] if has_background else marginals
     return refined.to(norm_cams.device)
