@@ -42,6 +42,11 @@ class DataConfig:
     simulates them from the dense masks, seeded by (seed, image name)."""
     weak_label_args: dict[str, Any] = field(default_factory=dict)
     """Simulator settings, e.g. ``{points_per_class: 3}`` (see ``agmm make-labels``)."""
+    box_seed_args: dict[str, Any] = field(default_factory=dict)
+    """Boxes without ``weak_label_dir``: options of ``agmm.seeds.box_cache.compute_box_seeds``
+    (method, iterations, ...); the seeds are computed once before training and cached."""
+    box_seed_cache: str | None = None
+    """Cache folder of box seeds (keyed by image and box contents); None = ~/.cache/agmm/box_seeds."""
     dataset_args: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of the dataset class (e.g. ``image_size`` for synthetic)."""
     train_split: str = "train"
@@ -104,11 +109,11 @@ class LossConfig:
     lambda_weak: float = 1.0
     lambda_con: float = 1.0
     lambda_cls: float = 1.0
-    cam_warmup_steps: int = 1000
+    cam_warmup_steps: int = 2000
     """Tags only: classification-only steps before CAM seeds feed L_seg and the GMM. Not in the
-    paper (it defers to ToCo); about 5 % of the schedule, like ToCo's warm-up."""
+    paper (it follows ToCo): ToCo's 2000 of 20000 iterations."""
     cam_args: dict[str, Any] = field(default_factory=dict)
-    """Tags only: keyword arguments of ``agmm.seeds.cam.cam_seeds`` (thresholds, refinement)."""
+    """Tags only: keyword arguments of ``agmm.seeds.cam.cam_seeds`` (high, low, margin, refine)."""
 
     def loss_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``AGMMLoss`` (everything but the engine switches)."""

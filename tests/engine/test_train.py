@@ -118,3 +118,22 @@ def test_batch_that_does_not_split_over_processes_is_refused(tiny_config, monkey
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(ConfigError, match="train.batch_size"):
         train(tiny_config())
+
+
+def test_image_tags_train_the_classifier_then_use_cam_seeds(tiny_config):
+    cfg = tiny_config(
+        "data.supervision=tags",
+        "data.weak_label_args={}",
+        "loss.cam_warmup_steps=2",
+        "train.validate=false",
+        "train.steps=4",
+        "train.log_every=1",
+    )
+    assert cfg.use_cls_head
+    result = train(cfg)
+    assert result["skipped_steps"] == 0
+    logged = [json.loads(line) for line in open(f"{cfg.output_dir}/metrics.jsonl")]
+    steps = {line["step"]: line for line in logged if "train/loss" in line}
+    assert steps[1]["train/cls"] > 0
+    assert steps[1]["train/seg"] == 0.0  # warm-up: classification only
+    assert steps[4]["train/seg"] > 0.0  # then the CAM seeds supervise the segmenter

@@ -6,6 +6,7 @@ details live in :mod:`agmm.engine.distributed` and are no-ops in a single proces
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -71,7 +72,7 @@ class TrainStep(nn.Module):
         outputs = self.model(images)
         if self.cam_seeds is not None:
             if use_cam_seeds:
-                weak_labels = self.cam_seeds(outputs["cams"].detach(), tags, images.shape[-2:])
+                weak_labels = self.cam_seeds(outputs["cams"].detach(), tags, images)
             else:  # warm-up: classification only, no labeled pixel for L_seg and the GMM
                 weak_labels = torch.full_like(weak_labels, IGNORE_INDEX)
             if valid_mask is not None:
@@ -124,6 +125,8 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
     resume_path = resolve_resume(resume, output_dir)
 
     # ---- build -------------------------------------------------------------------------------
+    if cfg.data.supervision == "boxes" and cfg.data.weak_label_dir is None:
+        cfg = _with_box_seeds(cfg)
     seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
     train_set = build_train_dataset(cfg)
     num_classes = int(train_set.num_classes)
@@ -391,10 +394,40 @@ def _cam_seed_fn(cfg: Config, dataset):
     options = dict(cfg.loss.cam_args)
     options.setdefault("has_background", bool(getattr(dataset, "has_background", False)))
 
-    def seeds(cams: torch.Tensor, tags: torch.Tensor, size) -> torch.Tensor:
-        return cam_seeds(cams, tags, size=tuple(size), **options)
+    def seeds(cams: torch.Tensor, tags: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        extra = {}
+        if options.get("refine") == "crf":  # the CRF looks at the image colours
+            from agmm.data.transforms import denormalize_image
+
+            extra["images"] = np.stack([denormalize_image(image) for image in images])
+        return cam_seeds(cams, tags, image_size=tuple(images.shape[-2:]), **options, **extra)
 
     return seeds
+
+
+def _with_box_seeds(cfg: Config) -> Config:
+    """Boxes without seed files: GrabCut seeds computed once (main process, cached), then used as
+    the weak labels (``data.weak_label_dir``)."""
+    out_dir = Path(cfg.output_dir) / "box_seeds"
+    if dist_utils.is_main():
+        from agmm.data import build_dataset
+        from agmm.seeds.box_cache import compute_box_seeds
+
+        dataset = build_dataset(
+            cfg.data.name,
+            root=cfg.data.root,
+            split=cfg.data.train_split,
+            supervision="boxes",
+            weak_label_args=cfg.data.weak_label_args,
+            seed=cfg.seed,
+            **cfg.data.dataset_args,
+        )
+        cache = cfg.data.box_seed_cache or Path.home() / ".cache" / "agmm" / "box_seeds"
+        options = {"workers": max(1, cfg.data.num_workers), **cfg.data.box_seed_args}
+        compute_box_seeds(dataset, cache, out_dir=out_dir, **options)
+    dist_utils.barrier()
+    data = dataclasses.replace(cfg.data, weak_label_dir=str(out_dir))
+    return dataclasses.replace(cfg, data=data)
 
 
 def _validate(model: nn.Module, val_set, cfg: Config, device: torch.device) -> dict:
