@@ -108,3 +108,20 @@ def test_a_bad_box_names_the_image(tmp_path):
     dataset.items[0]["boxes"] = np.array([[0, 0, 10, 10, 5]], np.float32)
     with pytest.raises(LabelError, match="img0.png.*class 5"):
         compute_box_seeds(dataset, tmp_path / "cache", progress=False)
+
+
+def test_generated_images_without_files_are_seeded_and_cached(tmp_path):
+    from agmm.data import build_dataset
+
+    dataset = build_dataset(
+        "synthetic",
+        root=None,
+        split="train",
+        supervision="boxes",
+        num_images=3,
+        image_size=(48, 48),
+        num_classes=3,
+    )
+    run = compute_box_seeds(dataset, tmp_path / "cache", progress=False)
+    assert run.computed == 3 and run.quality.precision_miou > 0.8
+    assert compute_box_seeds(dataset, tmp_path / "cache", progress=False).reused == 3

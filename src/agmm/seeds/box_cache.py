@@ -95,6 +95,15 @@ def _init_worker(dataset, cache_dir: Path, params: dict) -> None:
     _WORKER.update(dataset=dataset, cache_dir=cache_dir, params=params)
 
 
+def _raw_image(dataset, index: int, sample: dict) -> np.ndarray:
+    """(H, W, 3) uint8 of an image that has no file: the dataset's raw read, else the sample's."""
+    if hasattr(dataset, "read_raw"):
+        return np.ascontiguousarray(dataset.read_raw(index)["image"], dtype=np.uint8)
+    from agmm.data.transforms import denormalize_image
+
+    return denormalize_image(sample["image"])
+
+
 def _seed_one(index: int) -> dict:
     """Seeds of image ``index``: from the cache when valid, else computed and cached."""
     dataset, cache_dir, params = _WORKER["dataset"], _WORKER["cache_dir"], _WORKER["params"]
@@ -102,10 +111,15 @@ def _seed_one(index: int) -> dict:
     name, image_path = str(sample["name"]), Path(sample["image_path"])
     boxes = np.asarray(sample["boxes"], dtype=np.float64).reshape(-1, 5)
     height, width = (int(v) for v in sample["image"].shape[-2:])
-    try:
-        image_bytes = image_path.read_bytes()
-    except OSError as error:
-        raise DataError(f"{image_path}: cannot read image ({error})") from error
+    image = None
+    if image_path.is_file():
+        try:
+            image_bytes = image_path.read_bytes()
+        except OSError as error:
+            raise DataError(f"{image_path}: cannot read image ({error})") from error
+    else:  # generated images (the synthetic dataset): hash the pixels instead of a file
+        image = _raw_image(dataset, index, sample)
+        image_bytes = np.asarray(image.shape).tobytes() + image.tobytes()
     key = cache_key(image_bytes, boxes, params)
     path = cache_dir / f"{_safe_name(name)}-{key}.png"
     num_classes = params["num_classes"]
@@ -113,10 +127,11 @@ def _seed_one(index: int) -> dict:
     status = "reused"
     if seeds is None:
         status = "corrupt" if path.exists() else "computed"
-        image = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
-            raise DataError(f"{image_path}: cannot decode image")
-        image = np.ascontiguousarray(image[..., ::-1])  # BGR -> RGB
+            image = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise DataError(f"{image_path}: cannot decode image")
+            image = np.ascontiguousarray(image[..., ::-1])  # BGR -> RGB
         if image.shape[:2] != (height, width):
             raise DataError(
                 f"{image_path}: image is {image.shape[1]}x{image.shape[0]} on disk but the dataset "
