@@ -52,10 +52,16 @@ def check_onnx(
     import onnxruntime
 
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # a failed check is reported by the exception, not logs
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
         (output,) = session.run(None, {"images": images.numpy()})
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise ExportError(f"{path}: onnxruntime cannot run the exported graph: {error}") from error
+        raise ExportError(
+            f"{path}: onnxruntime cannot run the exported graph: {_first_line(error)}"
+        ) from error
     with torch.no_grad():
         expected = wrapped(images)
     if tuple(output.shape) != tuple(expected.shape):
@@ -110,14 +116,21 @@ def export_onnx(
             return {"path": str(path), "dynamic": True, "max_abs_diff": diff}
         except Exception as error:  # noqa: BLE001 - any failure means: fall back to a fixed size
             warnings.warn(
-                f"dynamic-size ONNX export failed ({type(error).__name__}: {error}); "
+                f"dynamic-size ONNX export failed ({type(error).__name__}: {_first_line(error)}); "
                 f"exporting with a fixed input size {tuple(image_size)}",
                 stacklevel=2,
             )
     try:
         export(None)
     except Exception as error:  # noqa: BLE001
-        raise ExportError(f"{path}: ONNX export failed: {error}") from error
+        hint = ""
+        if "upsample_bicubic2d_aa" in str(error):
+            hint = (
+                " (a ViT resamples its position embeddings with an operator ONNX lacks when the"
+                " input is not its native size: export at that size, e.g. --size 224 224 for"
+                " *_patch16_224 backbones, and predict with a sliding window; or use --torchscript)"
+            )
+        raise ExportError(f"{path}: ONNX export failed: {_first_line(error)}{hint}") from error
     diff = check_onnx(wrapped, path, example, atol)
     return {"path": str(path), "dynamic": False, "max_abs_diff": diff}
 
@@ -143,7 +156,9 @@ def export_torchscript(
         try:
             traced = torch.jit.trace(wrapped, (example,), check_trace=False)
         except Exception as error:  # noqa: BLE001
-            raise ExportError(f"{path}: TorchScript tracing failed: {error}") from error
+            raise ExportError(
+                f"{path}: TorchScript tracing failed: {_first_line(error)}"
+            ) from error
         traced.save(str(path))
         loaded = torch.jit.load(str(path))
         diff = _max_abs_diff(wrapped(example), loaded(example))
@@ -160,6 +175,12 @@ def export_torchscript(
             stacklevel=2,
         )
     return {"path": str(path), "dynamic": dynamic, "max_abs_diff": diff}
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an exception message (the ONNX exporter appends whole graphs)."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def _other_size(image_size: tuple[int, int]) -> tuple[int, int]:
