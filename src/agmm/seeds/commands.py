@@ -30,6 +30,18 @@ def register(subparsers) -> None:
         help="boxes/tags files of the dataset (default: simulated from the masks)",
     )
     parser.add_argument(
+        "--dataset-args",
+        type=_yaml_mapping,
+        default={},
+        help="extra dataset keywords as YAML, e.g. '{num_classes: 4}' (synthetic)",
+    )
+    parser.add_argument(
+        "--weak-label-args",
+        type=_yaml_mapping,
+        default=None,
+        help="simulator parameters for boxes/tags as YAML, e.g. '{min_pixels: 50}'",
+    )
+    parser.add_argument(
         "--checkpoint", type=Path, help="tags: a checkpoint of a model with cls_head"
     )
     parser.add_argument("--high", type=float, default=TOCO_HIGH, help="tags: foreground threshold")
@@ -76,6 +88,20 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run_seeds)
 
 
+def _yaml_mapping(text: str) -> dict:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"not YAML: {error}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping like '{{key: value}}', got {text!r}")
+    return value
+
+
 def run_seeds(args: argparse.Namespace) -> int:
     from agmm.data import build_dataset
 
@@ -85,6 +111,8 @@ def run_seeds(args: argparse.Namespace) -> int:
         split=args.split,
         supervision=args.supervision,
         weak_label_dir=args.weak_label_dir,
+        weak_label_args=args.weak_label_args,
+        **args.dataset_args,
     )
     classes = list(dataset.classes)
     if args.supervision == "boxes":
