@@ -29,7 +29,7 @@ def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
 
 
-def _add_test_protocol(parser: argparse.ArgumentParser, *, sliding: bool = True) -> None:
+def _add_test_protocol(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scales",
         type=float,
@@ -39,14 +39,13 @@ def _add_test_protocol(parser: argparse.ArgumentParser, *, sliding: bool = True)
         help="input scales whose softmax outputs are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75",
     )
     parser.add_argument("--flip", action="store_true", help="also average horizontal flips")
-    if sliding:
-        parser.add_argument(
-            "--sliding",
-            type=int,
-            nargs="+",
-            metavar="N",
-            help="sliding-window crop (one size or H W; windows overlap by a third)",
-        )
+    parser.add_argument(
+        "--sliding",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="sliding-window crop (one size or H W; windows overlap by a third)",
+    )
     parser.add_argument(
         "--crf", action="store_true", help="refine with a dense CRF (DeepLab defaults)"
     )

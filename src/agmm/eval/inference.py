@@ -109,7 +109,7 @@ def predict_logits(
     *,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-    sliding: dict | None = None,
+    sliding: int | tuple[int, int] | dict | None = None,
     num_classes: int | None = None,
 ) -> torch.Tensor:
     """Test-time prediction of a batch ``images`` (B, 3, H, W), normalised.
@@ -224,7 +224,7 @@ def iterate_predictions(
     *,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-    sliding: dict | None = None,
+    sliding: int | tuple[int, int] | dict | None = None,
     crf: dict | bool | None = None,
     batch_size: int = 1,
     device=None,
@@ -278,7 +278,7 @@ def evaluate(
     *,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-    sliding: dict | None = None,
+    sliding: int | tuple[int, int] | dict | None = None,
     crf: dict | bool | None = None,
     batch_size: int = 1,
     device=None,

@@ -139,7 +139,7 @@ def predict_images(
     palette: np.ndarray | None = None,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-    sliding=None,
+    sliding: int | tuple[int, int] | dict | None = None,
     crf: dict | bool | None = None,
     save_probs: bool = False,
     batch_size: int = 4,

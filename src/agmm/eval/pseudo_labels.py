@@ -205,7 +205,7 @@ def write_pseudo_labels(
     *,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-    sliding=None,
+    sliding: int | tuple[int, int] | dict | None = None,
     crf: dict | bool | None = None,
     keep_weak_labels: bool = True,
     palette: np.ndarray | None = None,
