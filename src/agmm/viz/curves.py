@@ -47,7 +47,8 @@ def group_series(records: Iterable[dict], step_key: str = "step") -> dict[str, d
     """Splits the records into plot groups: ``{"loss": {name: (steps, values)}, "miou": ...}``.
 
     Keys containing "miou" go to "miou"; "loss" and the terms (``train/seg``, ``train/self``,
-    ...) to "loss"; ``lr`` to "lr". Time, throughput and counters are left out.
+    ...) to "loss" (unless always 0: a switched-off term); ``lr`` to "lr". Time, throughput and
+    counters are left out.
     """
     groups: dict[str, dict[str, tuple[list, list]]] = {"loss": {}, "miou": {}, "lr": {}}
     for index, record in enumerate(records):
@@ -70,6 +71,8 @@ def group_series(records: Iterable[dict], step_key: str = "step") -> dict[str, d
             steps, values = groups[group].setdefault(name, ([], []))
             steps.append(step)
             values.append(value)
+    # a switched-off loss term logs 0 at every step: leave it out of the picture
+    groups["loss"] = {n: s for n, s in groups["loss"].items() if any(v != 0 for v in s[1])}
     return {group: series for group, series in groups.items() if series}
 
 
@@ -88,11 +91,20 @@ def plot_curves(records, path: str | Path, *, title: str | None = None) -> Path:
         raise DataError("no loss, mIoU or lr values in the training log to plot")
     titles = {"loss": "loss terms", "miou": "mIoU", "lr": "learning rate"}
     fig = new_figure(5 * len(groups), 3.6)
-    axes = fig.subplots(1, len(groups), squeeze=False)
+    axes = fig.subplots(1, len(groups), squeeze=False, sharex=True)
     for ax, (group, series) in zip(axes[0], groups.items()):
         for name, (steps, values) in sorted(series.items()):
             marker = "o" if len(values) < 20 else None
-            ax.plot(steps, values, label=name, marker=marker, markersize=3, linewidth=1.4)
+            total = name.split("/")[-1] == "loss"  # the weighted sum, drawn in black
+            ax.plot(
+                steps,
+                values,
+                label=name,
+                marker=marker,
+                markersize=3,
+                linewidth=2.2 if total else 1.4,
+                color="black" if total else None,
+            )
         if group == "loss" and all(v > 0 for _, values in series.values() for v in values):
             ax.set_yscale("log")
         if group == "miou" and all(v <= 1 for _, values in series.values() for v in values):
