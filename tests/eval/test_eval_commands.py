@@ -54,7 +54,8 @@ def test_eval_prints_a_table_and_writes_json_and_csv(tmp_path, checkpoint, capsy
     assert len(metrics["per_class_iou"]) == 4 and "background" in metrics["per_class_iou"]
     assert metrics["num_images"] == 3 and 0 <= metrics["miou"] <= 1
     args = ["eval", "--checkpoint", str(checkpoint), "--quiet", "--flip", "--sliding", "32"]
-    assert main([*args, "--out", str(tmp_path / "m.csv")]) == 0
+    assert main([*args, "--out", str(tmp_path / "m.csv"), "--max-images", "2"]) == 0
+    assert "(2 images)" in capsys.readouterr().out
     rows = (tmp_path / "m.csv").read_text().splitlines()
     assert rows[0] == "class,iou" and rows[-2].startswith("miou,")
 

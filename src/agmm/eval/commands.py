@@ -144,6 +144,7 @@ def _register_eval(subparsers) -> None:
         metavar="DIR",
         help="score saved label PNGs DIR/<name>.png (from `agmm predict`) instead of the model",
     )
+    parser.add_argument("--max-images", type=int, help="evaluate the first N images only")
     parser.add_argument("--out", help="metrics file: .json (default format) or .csv")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_eval)
@@ -166,6 +167,10 @@ def _run_eval(args: argparse.Namespace, device) -> int:
     model, cfg, meta = _load_model(args, device)
     dataset = _build_dataset(args, cfg, split=args.split or cfg.data.val_split)
     _check_classes(meta, dataset, args.checkpoint)
+    if args.max_images is not None and args.max_images < len(dataset):
+        from agmm.engine.build import FirstImages
+
+        dataset = FirstImages(dataset, args.max_images)
     if args.predictions:
         result = evaluate_saved_predictions(args.predictions, dataset, progress=not args.quiet)
     else:

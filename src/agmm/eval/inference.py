@@ -266,6 +266,17 @@ def _model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def sum_over_ranks(count: int) -> int:
+    """``count`` summed over the processes (itself when torch.distributed is not initialised)."""
+    if _distributed() is None:
+        return count
+    total = torch.tensor([count], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        total = total.cuda()
+    dist.all_reduce(total)
+    return int(total.item())
+
+
 def _distributed() -> tuple[int, int] | None:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -327,17 +338,11 @@ def evaluate(
         if on_batch is not None:
             on_batch(batch, probs)
     confusion.all_reduce()
-    if distributed:
-        count = torch.tensor([num_images], dtype=torch.int64)
-        if dist.get_backend() == "nccl":
-            count = count.cuda()
-        dist.all_reduce(count)
-        num_images = int(count.item())
     return {
         "miou": confusion.miou(),
         "per_class_iou": confusion.per_class_iou(),
         "pixel_acc": confusion.pixel_accuracy(),
         "confusion": confusion.matrix.cpu().numpy(),
         "classes": list(getattr(dataset, "classes", [str(k) for k in range(num_classes)])),
-        "num_images": num_images,
+        "num_images": sum_over_ranks(num_images),
     }

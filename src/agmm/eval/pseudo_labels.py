@@ -140,7 +140,13 @@ def pseudo_label_quality(
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
 
-    from agmm.eval.inference import ShardSampler, _distributed, _model_device, checked_collate
+    from agmm.eval.inference import (
+        ShardSampler,
+        _distributed,
+        _model_device,
+        checked_collate,
+        sum_over_ranks,
+    )
 
     num_classes = int(dataset.num_classes)
     if max_images is not None and max_images < len(dataset):
@@ -173,7 +179,7 @@ def pseudo_label_quality(
         for module, mode in zip(modules, modes):
             module.train(mode)
     quality.all_reduce()
-    return {**quality.compute(), "num_images": num_images}
+    return {**quality.compute(), "num_images": sum_over_ranks(num_images)}
 
 
 def load_gmm_module(checkpoint: str | Path, cfg, model: nn.Module, *, device=None):
@@ -221,7 +227,12 @@ def write_pseudo_labels(
     the last two measured against the dataset's masks (NaN when it has none). DDP-aware: each
     rank writes its own shard.
     """
-    from agmm.eval.inference import ShardSampler, _distributed, iterate_predictions
+    from agmm.eval.inference import (
+        ShardSampler,
+        _distributed,
+        iterate_predictions,
+        sum_over_ranks,
+    )
     from agmm.eval.predict import save_label_png
 
     out_dir = Path(out_dir)
@@ -257,7 +268,7 @@ def write_pseudo_labels(
     confusion.all_reduce()
     return {
         "out_dir": str(out_dir),
-        "num_images": num_images,
+        "num_images": sum_over_ranks(num_images),
         "miou": confusion.miou(),
         "pixel_acc": confusion.pixel_accuracy(),
     }
