@@ -10,18 +10,28 @@ from agmm.errors import CheckpointError, ConfigError
 from agmm.models import MODELS, build_model
 
 TINY = {"deeplabv3plus": "resnet18", "vit": "vit_tiny_patch16_224"}
+NARROW = {
+    "deeplabv3plus": {"aspp_channels": 32, "decoder_channels": 32},
+    "vit": {"neck_channels": 32},
+}
 
 
 def _build(name, **kwargs):
-    return build_model(name, num_classes=3, backbone=TINY[name], **kwargs)
+    return build_model(name, num_classes=3, backbone=TINY[name], **{**NARROW[name], **kwargs})
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_forward_backward_gives_the_contract_shapes(name):
-    model = _build(name, cls_head=True)
-    images = torch.randn(2, 3, 64, 64)
-    out = model(images)
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def head_model(request):
+    """(name, tiny model with the classification head), built once per module."""
+    return request.param, _build(request.param, cls_head=True)
+
+
+def test_forward_backward_gives_the_contract_shapes(head_model):
+    name, model = head_model
+    model.train().zero_grad()
+    out = model(torch.randn(2, 3, 64, 64))
     stride = 4 if name == "deeplabv3plus" else 16
+    assert model.feature_channels == 32  # the builder's keyword arguments reach the model
     assert out["logits"].shape == (2, 3, 64, 64)
     assert out["features"].shape == (2, model.feature_channels, 64 // stride, 64 // stride)
     assert model.feature_stride == stride
@@ -39,17 +49,15 @@ def test_cls_head_is_off_by_default(name):
     assert set(out) == {"logits", "features"}
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_cam_mean_equals_cls_logits(name):
-    model = _build(name, cls_head=True).eval()
+def test_cam_mean_equals_cls_logits(head_model):
+    _, model = head_model
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 64, 64))
+        out = model.eval()(torch.randn(1, 3, 64, 64))
     torch.testing.assert_close(out["cams"].mean(dim=(2, 3)), out["cls_logits"])
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_parameter_groups_cover_every_parameter_once(name):
-    model = _build(name, cls_head=True)
+def test_parameter_groups_cover_every_parameter_once(head_model):
+    _, model = head_model
     groups = model.parameter_groups()
     assert [g["lr_mult"] for g in groups] == [1.0, 10.0]
     ids = [id(p) for g in groups for p in g["params"]]
@@ -82,7 +90,7 @@ def test_bad_output_stride_and_unknown_names_are_config_errors():
 def test_deeplab_batch_of_one_works_in_eval_and_train():
     model = _build("deeplabv3plus")
     model.train()
-    model(torch.randn(1, 3, 64, 64))["logits"].mean().backward()
+    model(torch.randn(1, 3, 32, 32))["logits"].mean().backward()
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 48, 40))["logits"].shape == (1, 3, 48, 40)
@@ -96,24 +104,31 @@ def test_vit_pads_sizes_not_divisible_by_the_patch_and_crops_back():
     assert out["features"].shape[2:] == (4, 5)
 
 
+@pytest.fixture(scope="module")
+def saved_backbones(tmp_path_factory):
+    """name -> (path, state dict) of a full ImageNet-layout timm model saved as a file."""
+    folder = tmp_path_factory.mktemp("weights")
+    saved = {}
+    for name, backbone in TINY.items():
+        state = timm.create_model(backbone, pretrained=False).state_dict()
+        torch.save({"state_dict": state}, folder / f"{name}.pth")
+        saved[name] = (folder / f"{name}.pth", state)
+    return saved
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_pretrained_path_loads_the_saved_backbone(name, tmp_path):
-    source = timm.create_model(TINY[name], pretrained=False)  # full ImageNet-layout model
-    path = tmp_path / "weights.pth"
-    torch.save({"state_dict": source.state_dict()}, path)
+def test_pretrained_path_loads_the_saved_backbone(name, saved_backbones):
+    path, expected = saved_backbones[name]
     model = _build(name, pretrained=str(path))
-    expected = source.state_dict()
     for key, value in model.backbone.state_dict().items():
         torch.testing.assert_close(value, expected[key], msg=key)
 
 
-def test_missing_or_unfitting_weights_are_clear_errors(tmp_path):
+def test_missing_or_unfitting_weights_are_clear_errors(tmp_path, saved_backbones):
     with pytest.raises(CheckpointError, match="nowhere.pth.*not found"):
         _build("deeplabv3plus", pretrained=str(tmp_path / "nowhere.pth"))
-    path = tmp_path / "vit.pth"
-    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
     with pytest.raises(CheckpointError, match="vit.pth.*does not fit"):
-        _build("deeplabv3plus", pretrained=path)
+        _build("deeplabv3plus", pretrained=saved_backbones["vit"][0])
 
 
 def test_pretrained_true_without_network_is_a_clear_error(monkeypatch):
@@ -145,11 +160,9 @@ def test_paper_backbones_build_with_their_sizes(name, backbone, millions):
     assert model.feature_channels == 256
 
 
-def test_vit_weights_of_another_grid_size_are_resampled(tmp_path):
-    path = tmp_path / "vit224.pth"
-    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)  # 14×14 grid
-    model = build_model(
-        "vit", num_classes=2, backbone="vit_tiny_patch16_224", pretrained=path, img_size=64
-    )
+def test_vit_weights_of_another_grid_size_are_resampled(saved_backbones):
+    path, _ = saved_backbones["vit"]  # stored for 224×224 inputs: a 14×14 grid
+    model = _build("vit", pretrained=path, img_size=64)
     assert model.backbone.pos_embed.shape == (1, 1 + 4 * 4, 192)
-    assert model(torch.randn(1, 3, 64, 64))["features"].shape == (1, 256, 4, 4)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 64, 64))["features"].shape == (1, 32, 4, 4)
