@@ -7,7 +7,7 @@ import timm
 import torch
 
 from agmm.errors import CheckpointError, ConfigError
-from agmm.models import MODELS, build_model
+from agmm.models import MODELS, CAMHead, build_model
 
 TINY = {"deeplabv3plus": "resnet18", "vit": "vit_tiny_patch16_224"}
 NARROW = {
@@ -166,3 +166,15 @@ def test_vit_weights_of_another_grid_size_are_resampled(saved_backbones):
     assert model.backbone.pos_embed.shape == (1, 1 + 4 * 4, 192)
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 64, 64))["features"].shape == (1, 32, 4, 4)
+
+
+def test_cam_head_pools_by_average_or_by_max_as_toco():
+    features = torch.randn(2, 8, 5, 5)
+    for pooling, pool in (("avg", torch.mean), ("max", torch.amax)):
+        head = CAMHead(in_channels=8, num_classes=3, pooling=pooling)
+        cls_logits, cams = head(features)
+        assert cams.shape == (2, 3, 5, 5)
+        expected = head.classifier(pool(features, dim=(2, 3), keepdim=True)).flatten(1)
+        torch.testing.assert_close(cls_logits, expected)
+    with pytest.raises(ConfigError, match="cam_pooling"):
+        _build("vit", cls_head=True, cam_pooling="median")

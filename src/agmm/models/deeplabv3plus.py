@@ -66,6 +66,7 @@ class DeepLabV3Plus(Segmenter):
         pretrained: bool | str | os.PathLike = False,
         output_stride: int = 16,
         cls_head: bool = False,
+        cam_pooling: str = "avg",
         aspp_channels: int = 256,
         decoder_channels: int = 256,
         low_level_channels: int = 48,
@@ -104,7 +105,11 @@ class DeepLabV3Plus(Segmenter):
             conv_bn_relu(decoder_channels, decoder_channels, 3),
         )
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
-        self.cam_head = CAMHead(in_channels=high_in, num_classes=num_classes) if cls_head else None
+        self.cam_head = (
+            CAMHead(in_channels=high_in, num_classes=num_classes, pooling=cam_pooling)
+            if cls_head
+            else None
+        )
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         low, high = self.backbone(images)

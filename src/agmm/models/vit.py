@@ -38,6 +38,7 @@ class ViTSegmenter(Segmenter):
         pretrained: bool | str | os.PathLike = False,
         output_stride: int | None = None,
         cls_head: bool = False,
+        cam_pooling: str = "avg",
         neck_channels: int = 256,
         img_size: int | None = None,
         drop_path_rate: float = 0.1,
@@ -71,7 +72,9 @@ class ViTSegmenter(Segmenter):
         )
         self.classifier = nn.Conv2d(neck_channels, num_classes, 1)
         self.cam_head = (
-            CAMHead(in_channels=embed_dim, num_classes=num_classes) if cls_head else None
+            CAMHead(in_channels=embed_dim, num_classes=num_classes, pooling=cam_pooling)
+            if cls_head
+            else None
         )
 
     def patch_features(self, images: torch.Tensor) -> torch.Tensor:
