@@ -12,6 +12,7 @@ from agmm.cli import main
 from agmm.errors import CheckpointError, LabelError
 from agmm.models import build_model
 from agmm.seeds import compute_cam_seeds
+from agmm.seeds.cam_export import multi_scale_cams
 from tests.seeds.test_box_cache import BoxDataset
 
 
@@ -74,3 +75,24 @@ def test_agmm_seeds_tags_without_checkpoint_is_a_config_error(tmp_path, monkeypa
     argv = ["seeds", "--data", "toy", "--root", str(tmp_path), "--supervision", "tags"]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 1
     assert "--checkpoint" in capsys.readouterr().err
+
+
+class PointwiseCAMs(torch.nn.Module):
+    """A stand-in whose CAMs are a 1×1 conv of the image: equivariant to flips and scales."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, images):
+        return {"cams": self.conv(images)}
+
+
+def test_multi_scale_and_flipped_cams_are_summed_at_the_input_size():
+    model = PointwiseCAMs()
+    images = torch.randn(2, 3, 16, 12)
+    single = multi_scale_cams(model, images)
+    torch.testing.assert_close(single, torch.relu(model(images)["cams"]))
+    torch.testing.assert_close(multi_scale_cams(model, images, flip=True), 2 * single)
+    several = multi_scale_cams(model, images, scales=(1.0, 0.5, 1.5), flip=True)
+    assert several.shape == (2, 2, 16, 12) and (several >= 0).all()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -42,6 +43,32 @@ def check_tags(tags, *, num_classes: int, source: str) -> torch.Tensor:
 
 
 @torch.no_grad()
+def multi_scale_cams(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    *,
+    scales: tuple[float, ...] = (1.0,),
+    flip: bool = False,
+) -> torch.Tensor:
+    """CAMs at several input scales (and mirrored), ReLU'd, upsampled to the input size and summed.
+
+    images (B, 3, H, W) -> (B, K, H, W). ToCo's CAM inference uses scales (1.0, 0.5, 1.5) with flip.
+    """
+    height, width = images.shape[2:]
+    total = None
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
+        cams = F.relu(model(batch)["cams"].float())
+        cams = F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)
+        if flip:
+            cams = cams[: len(images)] + cams[len(images) :].flip(-1)
+        total = cams if total is None else total + cams
+    return total
+
+
+@torch.no_grad()
 def compute_cam_seeds(
     model: torch.nn.Module,
     dataset,
@@ -51,11 +78,15 @@ def compute_cam_seeds(
     low: float = TOCO_LOW,
     margin: float = 0.1,
     refine: str | None = None,
+    scales: tuple[float, ...] = (1.0,),
+    flip: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> CamSeedRun:
     """Run ``model`` (with ``cls_head=True``) on every image, threshold its CAMs with the image's
     tags (:func:`agmm.seeds.cam.cam_seeds`) and write ``out_dir/<name>.png`` (uint8, 255 = ignore).
+
+    ``scales`` / ``flip``: CAMs summed over input scales and mirroring (:func:`multi_scale_cams`).
     """
     if getattr(model, "cam_head", None) is None:
         raise CheckpointError(
@@ -73,14 +104,14 @@ def compute_cam_seeds(
         name, source = str(sample["name"]), str(sample.get("image_path", sample["name"]))
         tags = check_tags(sample["tags"], num_classes=dataset.num_classes, source=source)
         image = sample["image"][None].to(device)
-        out = model(image)
+        cams = multi_scale_cams(model, image, scales=tuple(scales), flip=flip)
         raw = None
-        if refine == "crf":
-            from agmm.data.io import read_image
+        if refine == "crf":  # the CRF looks at the colours of the image the model saw
+            from agmm.data.transforms import denormalize_image
 
-            raw = read_image(sample["image_path"])[None]
+            raw = denormalize_image(sample["image"])[None]
         seeds = cam_seeds(
-            out["cams"],
+            cams,
             tags[None].to(device),
             image_size=tuple(image.shape[2:]),
             has_background=dataset.has_background,

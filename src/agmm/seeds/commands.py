@@ -52,6 +52,14 @@ def register(subparsers) -> None:
         default=0.1,
         help="tags, no-background datasets: lead of the winning class",
     )
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="tags: input scales whose CAMs are summed (ToCo: 1.0 0.5 1.5)",
+    )
+    parser.add_argument("--flip", action="store_true", help="tags: add mirrored CAMs")
     parser.add_argument("--refine", choices=("crf",), default=None, help="tags: refine CAMs first")
     parser.add_argument("--device", default=None, help="tags: cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument(
@@ -157,6 +165,8 @@ def run_seeds(args: argparse.Namespace) -> int:
             low=args.low,
             margin=args.margin,
             refine=args.refine,
+            scales=tuple(args.scales),
+            flip=args.flip,
             device=device,
             progress=not args.no_progress,
         )
