@@ -146,8 +146,10 @@ def test_pretrained_true_without_network_is_a_clear_error(monkeypatch):
 
 # Backbone sizes without the ImageNet classifier, in millions (timm model cards minus the fc/head).
 PAPER_BACKBONES = [
+    ("deeplabv3plus", "resnet34", 21.28),
     ("deeplabv3plus", "resnet50", 23.51),
     ("deeplabv3plus", "resnet101", 42.50),
+    ("vit", "vit_small_patch16_224", 21.67),
     ("vit", "vit_base_patch16_224", 85.80),
 ]
 
