@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -90,8 +91,10 @@ def _write_png(path: Path, seeds: np.ndarray) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(dataset, cache_dir: Path, params: dict) -> None:
-    cv2.setNumThreads(1)
+def _init_worker(dataset, cache_dir: Path, params: dict, *, in_subprocess: bool = True) -> None:
+    if in_subprocess:  # one thread per worker process, as torch's DataLoader workers do
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)
     _WORKER.update(dataset=dataset, cache_dir=cache_dir, params=params)
 
 
@@ -201,7 +204,7 @@ def compute_box_seeds(
     run = BoxSeedRun(quality=SeedQuality(params["num_classes"]))
     bar = tqdm(total=len(dataset), desc="box seeds", unit="img", disable=not progress)
     if workers <= 1:
-        _init_worker(dataset, cache_dir, params)
+        _init_worker(dataset, cache_dir, params, in_subprocess=False)
         results = map(_seed_one, range(len(dataset)))
         pool = None
     else:
