@@ -14,7 +14,8 @@ trained with :func:`cam_loss` (L_cls), and ``cams`` (B, K, h, w). Every training
 Defaults ``high=0.7``, ``low=0.25`` are ToCo's released VOC settings (``--high_thre 0.7 --low_thre
 0.25`` in ``scripts/dist_train_voc_seg_neg.py`` of github.com/rulixiang/ToCo); ``margin=0.1`` is our
 choice. ToCo trains the classifier alone for its first 2000 of 20000 iterations before the seeds
-supervise segmentation: the engine's ``warmup_steps`` (suggested default 10 % of the steps) does that.
+supervise segmentation: the engine's ``loss.cam_warmup_steps`` (we suggest 10 % of the steps) does
+that.
 """
 
 from __future__ import annotations
@@ -209,12 +210,11 @@ def crf_refine_cams(
     refined = torch.zeros_like(scores)
     for index in range(scores.shape[0]):
         channels = seedable[index].nonzero().flatten()
+        if len(channels) == 0:  # nothing to refine: all zero -> background or ignore as before
+            continue
         probs = scores[index, channels]
         if has_background:
-            peak = probs.amax(dim=0, keepdim=True) if len(channels) else torch.zeros_like(probs[:1])
-            probs = torch.cat([1.0 - peak, probs])
-        if probs.shape[0] == 0:
-            continue
+            probs = torch.cat([1.0 - probs.amax(dim=0, keepdim=True), probs])
         probs = (probs + 1e-5) / (probs + 1e-5).sum(dim=0, keepdim=True)
         marginals = torch.from_numpy(
             crf_refine(np.ascontiguousarray(images[index]), probs.numpy(), **crf_params)
