@@ -43,3 +43,15 @@ def tiny_config(tmp_path):
         return load_config(None, [*TINY, f"output_dir={run_dir}", *overrides])
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 threads per test process oversubscribe
+    the cores and make these tiny runs several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

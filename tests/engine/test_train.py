@@ -45,14 +45,15 @@ def test_twenty_steps_lower_the_loss_and_write_the_run_files(tiny_config):
 
 @pytest.mark.slow
 def test_kill_and_resume_reproduces_the_uninterrupted_weights(tiny_config):
-    straight = tiny_config("train.validate=false")
+    # 8 images, batch 2: 6 steps cross an epoch boundary, the stop at 3 is mid-epoch.
+    straight = tiny_config("train.validate=false", "train.steps=6")
     train(straight)
 
-    interrupted = tiny_config("train.validate=false")
-    first = train(interrupted, stop_at_step=4)
-    assert first["step"] == 4
+    interrupted = tiny_config("train.validate=false", "train.steps=6")
+    first = train(interrupted, stop_at_step=3)
+    assert first["step"] == 3
     resumed = train(interrupted, resume="auto")
-    assert resumed["step"] == 8
+    assert resumed["step"] == 6
 
     expected = _weights(f"{straight.output_dir}/last.pt")
     got = _weights(f"{interrupted.output_dir}/last.pt")
@@ -137,3 +138,36 @@ def test_image_tags_train_the_classifier_then_use_cam_seeds(tiny_config):
     assert steps[1]["train/cls"] > 0
     assert steps[1]["train/seg"] == 0.0  # warm-up: classification only
     assert steps[4]["train/seg"] > 0.0  # then the CAM seeds supervise the segmenter
+
+
+def test_boxes_without_seed_files_get_seeds_computed_before_training(tiny_config, monkeypatch):
+    """The engine asks agmm.seeds for the box seeds once and trains on the folder it wrote."""
+    import numpy as np
+    from PIL import Image
+
+    from agmm.seeds import box_cache
+
+    calls = []
+
+    def fake_compute_box_seeds(dataset, cache_dir, *, out_dir, **options):
+        calls.append(options)
+        Path(out_dir).mkdir(parents=True)
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            seeds = np.asarray(sample["mask"], dtype=np.uint8).copy()
+            seeds[::2] = 255  # "uncertain" rows
+            Image.fromarray(seeds).save(Path(out_dir) / f"{sample['name']}.png")
+
+    monkeypatch.setattr(box_cache, "compute_box_seeds", fake_compute_box_seeds)
+    cfg = tiny_config(
+        "data.supervision=boxes",
+        "data.weak_label_args={}",
+        "data.box_seed_args={iterations: 2}",
+        "train.validate=false",
+        "train.steps=2",
+    )
+    result = train(cfg)
+    assert len(calls) == 1 and calls[0]["iterations"] == 2
+    assert result["skipped_steps"] == 0 and result["loss"] > 0
+    assert f"{cfg.output_dir}/box_seeds" in (Path(cfg.output_dir) / "config.yaml").read_text()
+    assert len(list((Path(cfg.output_dir) / "box_seeds").glob("*.json"))) == 8

@@ -67,8 +67,8 @@ class TrainStep(nn.Module):
         tags: torch.Tensor | None = None,
         valid_mask: torch.Tensor | None = None,
         use_cam_seeds: bool = False,
-    ) -> tuple[dict, dict, torch.Tensor]:
-        """Returns (model outputs, AGMMLoss outputs, the weak labels the loss saw (B, H, W))."""
+    ) -> tuple[dict, dict]:
+        """Returns (model outputs, AGMMLoss outputs)."""
         outputs = self.model(images)
         if self.cam_seeds is not None:
             if use_cam_seeds:
@@ -85,7 +85,7 @@ class TrainStep(nn.Module):
             cls_logits=outputs.get("cls_logits"),
             valid_mask=valid_mask,
         )
-        return outputs, losses, weak_labels
+        return outputs, losses
 
 
 def train(
@@ -101,9 +101,13 @@ def train(
     validate_paths(cfg)
     owns_group = not dist_utils.is_distributed()
     device = dist_utils.init_distributed(cfg.train.device)
+    threads = torch.get_num_threads()
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
     try:
         return _train(cfg, device, resume, stop_at_step)
     finally:
+        torch.set_num_threads(threads)
         if owns_group:
             dist_utils.cleanup()
 
@@ -244,7 +248,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         with torch.autocast(
             device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
-            outputs, losses, weak_labels = ddp(
+            outputs, losses = ddp(
                 batch["image"],
                 batch["weak_label"],
                 tags=batch["tags"],
@@ -296,10 +300,10 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
             log.advance(step)
         if (cfg.train.val_every and step % cfg.train.val_every == 0) or step == cfg.train.steps:
             metrics = validate_now()
-        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+        stopping = stop_at_step is not None and step >= stop_at_step
+        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps or stopping:
             checkpoint_path = save()
-        if stop_at_step is not None and step >= stop_at_step and step < cfg.train.steps:
-            checkpoint_path = save()
+        if stopping:
             break
     # DDP keeps the copies identical; a difference here means a bug (e.g. an unsynchronised buffer).
     dist_utils.broadcast_buffers(step_module)
@@ -425,6 +429,11 @@ def _with_box_seeds(cfg: Config) -> Config:
         cache = cfg.data.box_seed_cache or Path.home() / ".cache" / "agmm" / "box_seeds"
         options = {"workers": max(1, cfg.data.num_workers), **cfg.data.box_seed_args}
         compute_box_seeds(dataset, cache, out_dir=out_dir, **options)
+        # The boxes themselves stay available to the training set, as JSON sidecars of the PNGs.
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            boxes = np.asarray(sample["boxes"], dtype=float).reshape(-1, 5).tolist()
+            (out_dir / f"{sample['name']}.json").write_text(json.dumps({"boxes": boxes}))
     dist_utils.barrier()
     data = dataclasses.replace(cfg.data, weak_label_dir=str(out_dir))
     return dataclasses.replace(cfg, data=data)
