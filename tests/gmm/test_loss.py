@@ -271,3 +271,19 @@ def test_docstring_example_runs_on_torchvision_deeplab():
     exec(compile(code, "AGMMLoss.__doc__", "exec"), namespace)
     assert torch.isfinite(namespace["out"]["loss"])
     assert set(namespace["out"]["terms"]) == {"seg", "self", "weak", "con", "cls"}
+
+
+def test_self_term_over_all_classes_pushes_absent_classes_down():
+    """self_classes="all": absent classes have G = 0, so BCE(P, 0) counts for them too."""
+    features, logits, labels = make_batch()
+    labels[1] = 255  # an image without labels teaches nothing in either mode
+    labels[labels == 3] = 255  # class 3 absent from image 0
+    criterion = make_loss(self_classes="all", self_resolution="label", oem_steps=0)
+    out = criterion(features, logits, labels)
+    fitted = criterion.fit_gmm(features, labels)
+    g_up = F.interpolate(fitted["gmm_old"], size=(16, 12), mode="bilinear", align_corners=False)
+    every_class = torch.tensor([[True] * K, [False] * K])
+    expected = reference.self_loss(torch.softmax(logits, 1), g_up.detach(), every_class, None)
+    assert out["terms"]["self"].item() == pytest.approx(expected, rel=1e-6)
+    present_only = make_loss(self_resolution="label", oem_steps=0)(features, logits, labels)
+    assert out["terms"]["self"].item() != pytest.approx(present_only["terms"]["self"].item())

@@ -64,6 +64,9 @@ class AGMMLoss(nn.Module):
         self_resolution: grid of L_self: ``"feature"`` (P area-pooled to the GMM's grid, the
             default: 16x cheaper at stride 4, see docs/BENCHMARKS.md) or ``"label"`` (G upsampled
             bilinearly to every pixel, Eq. 11 literally).
+        self_classes: classes of L_self: ``"present"`` (K_img only) or ``"all"`` (every class;
+            G = 0 for absent classes, so P of a class the image does not contain is pushed to 0,
+            as the CVPR'23 code's extra "cls_loss" does).
         lambda_*: weights of Eq. 15-17.
         ignore_index: the unlabeled value in weak label maps.
     """
@@ -86,6 +89,7 @@ class AGMMLoss(nn.Module):
         con: Literal["eq14", "eq13"] = "eq14",
         pseudo_labels: Literal["gmm", "assign"] = "gmm",
         self_resolution: Literal["feature", "label"] = "feature",
+        self_classes: Literal["present", "all"] = "present",
         lambda_seg: float = 1.0,
         lambda_gmm: float = 1.0,
         lambda_self: float = 1.0,
@@ -100,6 +104,7 @@ class AGMMLoss(nn.Module):
         _check_choice("con", con, CON_KINDS)
         _check_choice("pseudo_labels", pseudo_labels, PSEUDO_LABEL_KINDS)
         _check_choice("self_resolution", self_resolution, ("feature", "label"))
+        _check_choice("self_classes", self_classes, ("present", "all"))
         if oem_steps < 0:
             raise ValueError(f"oem_steps must be >= 0, got {oem_steps}")
         if sigma_floor <= 0:
@@ -119,6 +124,7 @@ class AGMMLoss(nn.Module):
         self.con = con
         self.pseudo_labels = pseudo_labels
         self.self_resolution = self_resolution
+        self.self_classes = self_classes
         self.lambdas = {
             "seg": lambda_seg,
             "self": lambda_gmm * lambda_self,
@@ -243,7 +249,10 @@ class AGMMLoss(nn.Module):
                 target = F.interpolate(
                     target, size=probs.shape[-2:], mode="bilinear", align_corners=False
                 )
-            terms["self"] = self_supervision_loss(probs, target, present, weights)
+            classes = present if self.self_classes == "present" else torch.ones_like(present)
+            if self.self_classes == "all":  # images without any component teach nothing
+                classes = classes & present.any(dim=1, keepdim=True)
+            terms["self"] = self_supervision_loss(probs, target, classes, weights)
         elif self.use_self:  # Eq. 18 hard labels, cross-entropy on the assigned pixels
             assigned = gmm_fn.assign_labels(
                 new.sq_dist.detach(), new.sigma.detach(), present, ignore_index=self.ignore_index
