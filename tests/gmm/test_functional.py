@@ -227,3 +227,18 @@ def test_sample_at_pixels_equals_bilinear_upsampling(image_size):
     b, y, x = torch.ones(2, *image_size, dtype=torch.bool).nonzero(as_tuple=True)
     sampled = gmm_fn.sample_at_pixels(grid, b, y, x, image_size)
     torch.testing.assert_close(sampled, full[b, :, y, x])
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
+def test_posteriors_normalise_g_over_present_classes(kind):
+    feats, labels = random_problem(seed=5)
+    labels[1] = 255  # an image with no component at all
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    plain = gmm_fn.fit_components(feats, weights, present, distance=kind)
+    post = gmm_fn.fit_components(feats, weights, present, distance=kind, posterior=True)
+    expected = plain.probs[0] / plain.probs[0].sum(0, keepdim=True)
+    torch.testing.assert_close(post.probs[0], expected)
+    assert (post.probs[1] == 0).all() and torch.isfinite(post.probs).all()
+    far = gmm_fn.gmm_posteriors(plain.sq_dist * 1e6, plain.sigma, present)  # every g_k underflows
+    torch.testing.assert_close(far[0].sum(0), torch.ones(20, dtype=torch.float64))

@@ -102,6 +102,7 @@ def fit_components(
     *,
     distance: Distance = "l1",
     sigma_floor: float = 0.05,
+    posterior: bool = False,
 ) -> GMMParams:
     """Fit centres and spreads from responsibilities, then predict G (Eq. 1-4 and 5-8).
 
@@ -110,6 +111,7 @@ def fit_components(
 
     mu_k = sum_n r_kn f_n / sum_n r_kn (Eq. 1, 5); sigma_k = sqrt(sum_n r_kn d_kn^2 / sum_n r_kn)
     floored at ``sigma_floor`` (Eq. 2, 6), so that a one-pixel class cannot divide by zero.
+    ``posterior=True`` returns the normalised responsibilities of :func:`gmm_posteriors` as G.
     """
     mass = responsibilities.sum(dim=2)  # (B, K)
     safe_mass = mass.clamp_min(_EPS)
@@ -117,7 +119,10 @@ def fit_components(
     sq_dist = squared_distance(feats, mu, distance)  # (B, K, N)
     variance = (responsibilities * sq_dist).sum(dim=2) / safe_mass
     sigma = variance.clamp_min(sigma_floor**2).sqrt()
-    probs = gmm_probabilities(sq_dist, sigma, present)
+    if posterior:
+        probs = gmm_posteriors(sq_dist, sigma, present)
+    else:
+        probs = gmm_probabilities(sq_dist, sigma, present)
     return GMMParams(mu=mu, sigma=sigma, probs=probs, sq_dist=sq_dist)
 
 
@@ -130,6 +135,22 @@ def gmm_probabilities(
     """
     exponent = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
     return torch.exp(exponent) * present.unsqueeze(2).to(sq_dist.dtype)
+
+
+def gmm_posteriors(
+    sq_dist: torch.Tensor, sigma: torch.Tensor, present: torch.Tensor
+) -> torch.Tensor:
+    """Mixture posteriors g_k / sum_j g_j over the present classes: (B, K, N), rows sum to 1.
+
+    Not in the paper (whose G is the un-normalised g_k of Eq. 4): the textbook EM responsibility,
+    offered as ``AGMMLoss(posterior=True)``. A softmax of -d^2 / (2 sigma^2), so it stays finite
+    where every g_k underflows to 0; all zeros in images without components.
+    """
+    logits = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
+    logits = logits.masked_fill(~present.unsqueeze(2), float("-inf"))
+    has_any = present.any(dim=1)[:, None, None]
+    logits = torch.where(has_any, logits, torch.zeros_like(logits))
+    return torch.softmax(logits, dim=1) * has_any.to(logits.dtype)
 
 
 def hard_responsibilities(probs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -150,6 +171,7 @@ def online_em(
     responsibilities: Literal["soft", "hard"] = "soft",
     distance: Distance = "l1",
     sigma_floor: float = 0.05,
+    posterior: bool = False,
 ) -> tuple[GMMParams, GMMParams]:
     """E-step from the weak labels, then ``steps`` M-steps over all pixels (Sec. 3.3).
 
@@ -158,7 +180,8 @@ def online_em(
     Returns ``(old, new)``: the E-step mixture (G_old) and the mixture after the last M-step
     (G_new; the same object as ``old`` when ``steps == 0``). Gradients flow through every step.
     """
-    old = fit_components(feats, label_weights, present, distance=distance, sigma_floor=sigma_floor)
+    fit_args = {"distance": distance, "sigma_floor": sigma_floor, "posterior": posterior}
+    old = fit_components(feats, label_weights, present, **fit_args)
     current = old
     for _ in range(steps):  # a handful of EM iterations, not a loop over classes or pixels
         if responsibilities == "soft":
@@ -169,7 +192,7 @@ def online_em(
             raise ValueError(f"responsibilities must be 'soft' or 'hard', got {responsibilities!r}")
         if valid_weights is not None:
             resp = resp * valid_weights.unsqueeze(1)
-        current = fit_components(feats, resp, present, distance=distance, sigma_floor=sigma_floor)
+        current = fit_components(feats, resp, present, **fit_args)
     return old, current
 
 

@@ -67,6 +67,8 @@ class AGMMLoss(nn.Module):
         self_classes: classes of L_self: ``"present"`` (K_img only) or ``"all"`` (every class;
             G = 0 for absent classes, so P of a class the image does not contain is pushed to 0,
             as the CVPR'23 code's extra "cls_loss" does).
+        posterior: use the mixture posteriors g_k / sum_j g_j as G (and as OEM responsibilities)
+            instead of the paper's un-normalised g_k (see docs/method.md).
         lambda_*: weights of Eq. 15-17.
         ignore_index: the unlabeled value in weak label maps.
     """
@@ -90,6 +92,7 @@ class AGMMLoss(nn.Module):
         pseudo_labels: Literal["gmm", "assign"] = "gmm",
         self_resolution: Literal["feature", "label"] = "feature",
         self_classes: Literal["present", "all"] = "present",
+        posterior: bool = False,
         lambda_seg: float = 1.0,
         lambda_gmm: float = 1.0,
         lambda_self: float = 1.0,
@@ -125,6 +128,7 @@ class AGMMLoss(nn.Module):
         self.pseudo_labels = pseudo_labels
         self.self_resolution = self_resolution
         self.self_classes = self_classes
+        self.posterior = posterior
         self.lambdas = {
             "seg": lambda_seg,
             "self": lambda_gmm * lambda_self,
@@ -174,6 +178,7 @@ class AGMMLoss(nn.Module):
                 responsibilities=self.responsibilities,
                 distance=self.distance,
                 sigma_floor=self.sigma_floor,
+                posterior=self.posterior,
             )
         grid = (batch, self.num_classes, height, width)
         return {
