@@ -23,7 +23,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(kind: str, num_classes: int, distance: str, repeats: int, batch: int, size: int) -> dict:
+def measure(
+    kind: str, num_classes: int, distance: str, repeats: int, batch: int, size: int
+) -> dict:
     """Runs inside a fresh subprocess; returns seconds per iteration and peak RSS growth (MB)."""
     import torch
 
@@ -80,7 +82,9 @@ def run_child(**kwargs) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=320)
@@ -95,10 +99,14 @@ def main() -> None:
     classes = [21] if args.quick else [11, 21, 150]
     repeats = 2 if args.quick else 3
     common = {"repeats": repeats, "batch": args.batch, "size": args.size}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch}, "
-          f"input {args.size}x{args.size}, features {args.size // 4}x{args.size // 4}, C'=64\n")
-    print("| K | distance | AGMMLoss fwd+bwd (s) | AGMMLoss peak mem (MB) | R18 step, L_seg only (s) "
-          "| R18 step + AGMMLoss (s) | overhead |")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch}, "
+        f"input {args.size}x{args.size}, features {args.size // 4}x{args.size // 4}, C'=64\n"
+    )
+    print(
+        "| K | distance | AGMMLoss fwd+bwd (s) | AGMMLoss peak mem (MB) | R18 step, L_seg only (s) "
+        "| R18 step + AGMMLoss (s) | overhead |"
+    )
     print("|---|---|---|---|---|---|---|")
     for num_classes in classes:
         base = run_child(kind="step_seg", num_classes=num_classes, distance="l1", **common)
