@@ -12,17 +12,15 @@ import glob
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from agmm.errors import DataError
@@ -87,15 +85,27 @@ def _write_png(path: Path, seeds: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
-# One dataset per worker process, set by the pool initializer (pickled once, not per image).
-_WORKER: dict = {}
+class _SeedJobs(Dataset):
+    """Item ``i`` = the seeds of image ``i`` (computed or read from the cache), so that torch's
+    DataLoader runs the jobs in worker processes: its workers are fork-safe in torch programs (a
+    bare process pool forked beside torch/tqdm threads deadlocked here)."""
+
+    def __init__(self, dataset, cache_dir: Path, params: dict) -> None:
+        self.dataset, self.cache_dir, self.params = dataset, cache_dir, params
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return _seed_one(self.dataset, self.cache_dir, self.params, index)
 
 
-def _init_worker(dataset, cache_dir: Path, params: dict, *, in_subprocess: bool = True) -> None:
-    if in_subprocess:  # one thread per worker process, as torch's DataLoader workers do
-        cv2.setNumThreads(1)
-        torch.set_num_threads(1)
-    _WORKER.update(dataset=dataset, cache_dir=cache_dir, params=params)
+def _one_opencv_thread(worker_id: int) -> None:
+    cv2.setNumThreads(1)  # torch already runs one intra-op thread per DataLoader worker
+
+
+def _identity(item):
+    return item
 
 
 def _raw_image(dataset, index: int, sample: dict) -> np.ndarray:
@@ -107,9 +117,8 @@ def _raw_image(dataset, index: int, sample: dict) -> np.ndarray:
     return denormalize_image(sample["image"])
 
 
-def _seed_one(index: int) -> dict:
+def _seed_one(dataset, cache_dir: Path, params: dict, index: int) -> dict:
     """Seeds of image ``index``: from the cache when valid, else computed and cached."""
-    dataset, cache_dir, params = _WORKER["dataset"], _WORKER["cache_dir"], _WORKER["params"]
     sample = dataset[index]
     name, image_path = str(sample["name"]), Path(sample["image_path"])
     boxes = np.asarray(sample["boxes"], dtype=np.float64).reshape(-1, 5)
@@ -202,21 +211,16 @@ def compute_box_seeds(
         "num_classes": int(dataset.num_classes),
     }
     run = BoxSeedRun(quality=SeedQuality(params["num_classes"]))
+    loader = DataLoader(
+        _SeedJobs(dataset, cache_dir, params),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers if workers > 1 else 0,
+        collate_fn=_identity,
+        worker_init_fn=_one_opencv_thread,
+    )
+    results = iter(loader)  # workers start here, before tqdm's monitor thread exists
     bar = tqdm(total=len(dataset), desc="box seeds", unit="img", disable=not progress)
-    if workers <= 1:
-        _init_worker(dataset, cache_dir, params, in_subprocess=False)
-        results = map(_seed_one, range(len(dataset)))
-        pool = None
-    else:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(dataset, cache_dir, params),
-        )
-        results = pool.map(_seed_one, range(len(dataset)), chunksize=4)
     try:
         for result in results:
             name, path = result["name"], result["path"]
@@ -237,8 +241,7 @@ def compute_box_seeds(
             bar.update()
     finally:
         bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        del results  # stops the workers
     if run.recomputed_corrupt:
         _logger.warning(
             "%d corrupt cache entries in %s were recomputed", run.recomputed_corrupt, cache_dir
