@@ -172,21 +172,8 @@ def ensure_box_seeds(args) -> None:
         return
     from agmm.cli import main as agmm_main
 
-    code = agmm_main(
-        [
-            "seeds",
-            "--data",
-            "camvid",
-            "--root",
-            str(args.root),
-            "--split",
-            "train",
-            "--supervision",
-            "boxes",
-            "--out",
-            str(target),
-        ]
-    )
+    command = f"seeds --data camvid --split train --supervision boxes --workers {args.jobs} --no-progress"
+    code = agmm_main([*command.split(), "--root", str(args.root), "--out", str(target)])
     if code:
         raise SystemExit("agmm seeds failed for the boxes row")
     (target / "done").write_text("ok\n")
@@ -381,7 +368,7 @@ def main() -> None:
         default=["points", "scribbles", "blocks", "boxes"],
         choices=SUPERVISIONS,
     )
-    parser.add_argument("--default-distance", default="l1", choices=["l1", "sqeuclid"])
+    parser.add_argument("--default-distance", default="sqeuclid", choices=["l1", "sqeuclid"])
     parser.add_argument("--override", nargs="*", default=[], help="extra key=value for every run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -86,8 +86,8 @@ class LossConfig:
     """False trains with L_seg only (and L_cls for tags): the paper's baseline column."""
     embed_dim: int = 64
     """C' of the squeeze conv; the paper's code uses 64."""
-    distance: Literal["l1", "sqeuclid"] = "l1"
-    """l1 = what the authors' CVPR'23 code computes; docs/BENCHMARKS.md compares the two on CamVid."""
+    distance: Literal["l1", "sqeuclid"] = "sqeuclid"
+    """sqeuclid (default: as accurate as l1 on CamVid and cheaper, docs/BENCHMARKS.md); l1 = the CVPR'23 code."""
     sigma_floor: float = 0.05
     """Not in the paper: AGMMLoss's floor, keeps one-pixel classes from dividing by zero."""
     oem_steps: int = 1
@@ -103,6 +103,10 @@ class LossConfig:
     self_resolution: Literal["feature", "label"] = "feature"
     """Grid of L_self: feature (P pooled to G's grid; AGMMLoss's default, 16x cheaper at stride 4,
     see docs/BENCHMARKS.md) or label (G upsampled to every pixel, Eq. 11 literally)."""
+    self_classes: Literal["present", "all"] = "present"
+    """Classes of L_self: present (K_img, DESIGN.md) or all (absent classes pushed to P = 0)."""
+    posterior: bool = False
+    """G = mixture posteriors g_k / sum_j g_j instead of Eq. 4's g_k (not in the paper)."""
     lambda_seg: float = 1.0
     lambda_gmm: float = 1.0
     lambda_self: float = 1.0

@@ -79,7 +79,7 @@ class AGMMLoss(nn.Module):
         num_classes: int,
         *,
         embed_dim: int = 64,
-        distance: gmm_fn.Distance = "l1",
+        distance: gmm_fn.Distance = "sqeuclid",
         sigma_floor: float = 0.05,
         oem_steps: int = 1,
         responsibilities: Literal["soft", "hard"] = "soft",
