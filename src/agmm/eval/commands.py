@@ -95,15 +95,40 @@ def _load_model(args, device):
     return load_model(args.checkpoint, map_location=device)
 
 
-def _build_dataset(args, cfg, *, split: str, supervision: str = "full", **extra):
-    """The dataset named on the command line (or the checkpoint's), with an eval transform."""
+def _run_distributed(run, args: argparse.Namespace) -> int:
+    """``run(args, device)`` inside torchrun's process group, if any; single-process otherwise."""
+    from agmm.engine.distributed import cleanup, init_distributed
+
+    device = init_distributed(args.device)  # joins torchrun's process group, if any
+    try:
+        return run(args, device)
+    finally:
+        cleanup()
+
+
+def _inference_kwargs(args: argparse.Namespace, device) -> dict:
+    """The test protocol (scales, flip, sliding, CRF) and batching of a command's arguments."""
+    return {
+        "scales": tuple(args.scales),
+        "flip": args.flip,
+        "sliding": _sliding(args.sliding),
+        "crf": args.crf or None,
+        "batch_size": args.batch_size,
+        "device": device,
+        "progress": not args.quiet,
+    }
+
+
+def _build_dataset(args, cfg, meta: dict, *, split: str, supervision: str = "full", **extra):
+    """The dataset named on the command line (or the checkpoint's), with an eval transform;
+    checked against the checkpoint's number of classes."""
     from agmm.data import build_dataset
     from agmm.data.transforms import EvalTransform
 
     name = args.data or cfg.data.name
     own = name == cfg.data.name
     resize = args.resize if args.resize is not None else (cfg.data.eval_resize if own else None)
-    return build_dataset(
+    dataset = build_dataset(
         name,
         root=args.root or (cfg.data.root if own else None),
         split=split,
@@ -112,6 +137,8 @@ def _build_dataset(args, cfg, *, split: str, supervision: str = "full", **extra)
         seed=cfg.seed,
         **({**cfg.data.dataset_args, **extra} if own else extra),
     )
+    _check_classes(meta, dataset, args.checkpoint)
+    return dataset
 
 
 def _check_classes(meta: dict, dataset, checkpoint: str) -> None:
@@ -151,13 +178,7 @@ def _register_eval(subparsers) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from agmm.engine.distributed import cleanup, init_distributed
-
-    device = init_distributed(args.device)  # joins torchrun's process group, if any
-    try:
-        return _run_eval(args, device)
-    finally:
-        cleanup()
+    return _run_distributed(_run_eval, args)
 
 
 def _run_eval(args: argparse.Namespace, device) -> int:
@@ -165,8 +186,7 @@ def _run_eval(args: argparse.Namespace, device) -> int:
     from agmm.eval.predict import evaluate_saved_predictions
 
     model, cfg, meta = _load_model(args, device)
-    dataset = _build_dataset(args, cfg, split=args.split or cfg.data.val_split)
-    _check_classes(meta, dataset, args.checkpoint)
+    dataset = _build_dataset(args, cfg, meta, split=args.split or cfg.data.val_split)
     if args.max_images is not None and args.max_images < len(dataset):
         from agmm.engine.build import FirstImages
 
@@ -174,17 +194,7 @@ def _run_eval(args: argparse.Namespace, device) -> int:
     if args.predictions:
         result = evaluate_saved_predictions(args.predictions, dataset, progress=not args.quiet)
     else:
-        result = evaluate(
-            model,
-            dataset,
-            scales=tuple(args.scales),
-            flip=args.flip,
-            sliding=_sliding(args.sliding),
-            crf=args.crf or None,
-            batch_size=args.batch_size,
-            device=device,
-            progress=not args.quiet,
-        )
+        result = evaluate(model, dataset, **_inference_kwargs(args, device))
     if not _is_main():
         return 0
     print(format_table(result))
@@ -304,14 +314,8 @@ def run_predict(args: argparse.Namespace) -> int:
         args.inputs,
         args.out,
         palette=meta["palette"],
-        scales=tuple(args.scales),
-        flip=args.flip,
-        sliding=_sliding(args.sliding),
-        crf=args.crf or None,
         save_probs=args.probs,
-        batch_size=args.batch_size,
-        device=device,
-        progress=not args.quiet,
+        **_inference_kwargs(args, device),
     )
     print(f"wrote {len(written)} masks to {args.out}")
     return 0
@@ -354,13 +358,7 @@ def _register_pseudo_labels(subparsers) -> None:
 
 
 def run_pseudo_labels(args: argparse.Namespace) -> int:
-    from agmm.engine.distributed import cleanup, init_distributed
-
-    device = init_distributed(args.device)  # joins torchrun's process group, if any
-    try:
-        return _run_pseudo_labels(args, device)
-    finally:
-        cleanup()
+    return _run_distributed(_run_pseudo_labels, args)
 
 
 def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
@@ -378,25 +376,19 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
     dataset = _build_dataset(
         args,
         cfg,
+        meta,
         split=args.split,
         supervision=supervision,
         weak_label_dir=weak_dir,
         weak_label_args=weak_args,
     )
-    _check_classes(meta, dataset, args.checkpoint)
     result = write_pseudo_labels(
         model,
         dataset,
         args.out,
-        scales=tuple(args.scales),
-        flip=args.flip,
-        sliding=_sliding(args.sliding),
-        crf=args.crf or None,
         keep_weak_labels=not args.no_keep_weak,
         palette=meta["palette"],
-        batch_size=args.batch_size,
-        device=device,
-        progress=not args.quiet,
+        **_inference_kwargs(args, device),
     )
     quality = {}
     if not args.no_quality:
@@ -423,15 +415,15 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
             print(f"  {name:<30} {_percent(value)}")
         if "weak_coverage" in quality:
             print(f"  {'weak label coverage':<30} {_percent(quality['weak_coverage'])}")
-        summary = {**result, "quality": quality, **_protocol(args)}
-        safe = {
-            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()
-        }
-        safe["quality"] = {
-            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in quality.items()
-        }
+        safe = _nan_to_none({**result, "quality": quality, **_protocol(args)})
+        safe["quality"] = _nan_to_none(quality)
         (Path(args.out) / "pseudo_labels.json").write_text(json.dumps(safe, indent=2) + "\n")
     return 0
+
+
+def _nan_to_none(values: dict) -> dict:
+    """JSON has no NaN: float NaN values become None."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
 # ---------------------------------------------------------------------------------------------
