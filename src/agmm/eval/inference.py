@@ -283,6 +283,15 @@ def _distributed() -> tuple[int, int] | None:
     return None
 
 
+def _rank_shard(dataset: Dataset) -> tuple[ShardSampler | None, bool]:
+    """This process's sampler over ``dataset`` (None = all of it, when torch.distributed is not
+    initialised) and whether it is rank 0, the one that shows progress bars."""
+    distributed = _distributed()
+    if distributed is None:
+        return None, True
+    return ShardSampler(len(dataset), *distributed), distributed[0] == 0
+
+
 def evaluate(
     model: nn.Module,
     dataset: Dataset,
@@ -309,8 +318,7 @@ def evaluate(
     (see ``collate_batch``); use ``batch_size=1`` for exact results with context-dependent models.
     """
     num_classes = int(dataset.num_classes)
-    distributed = _distributed()
-    sampler = ShardSampler(len(dataset), *distributed) if distributed else None
+    sampler, is_main = _rank_shard(dataset)
     device = torch.device(device) if device is not None else _model_device(model)
     confusion = ConfusionMatrix(
         num_classes, ignore_index=getattr(dataset, "ignore_index", 255), device=device
@@ -325,7 +333,7 @@ def evaluate(
         crf=crf,
         batch_size=batch_size,
         device=device,
-        progress=progress and (distributed is None or distributed[0] == 0),
+        progress=progress and is_main,
         sampler=sampler,
         num_workers=num_workers,
     ):

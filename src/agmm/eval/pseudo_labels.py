@@ -141,9 +141,8 @@ def pseudo_label_quality(
     from tqdm.auto import tqdm
 
     from agmm.eval.inference import (
-        ShardSampler,
-        _distributed,
         _model_device,
+        _rank_shard,
         checked_collate,
         sum_over_ranks,
     )
@@ -151,8 +150,7 @@ def pseudo_label_quality(
     num_classes = int(dataset.num_classes)
     if max_images is not None and max_images < len(dataset):
         dataset = Subset(dataset, range(max_images))
-    distributed = _distributed()
-    sampler = ShardSampler(len(dataset), *distributed) if distributed else None
+    sampler, is_main = _rank_shard(dataset)
     device = torch.device(device) if device is not None else _model_device(model)
     quality = PseudoLabelQuality(num_classes)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=checked_collate)
@@ -162,7 +160,7 @@ def pseudo_label_quality(
         module.eval()
     num_images = 0
     try:
-        show = progress and (distributed is None or distributed[0] == 0)
+        show = progress and is_main
         for batch in tqdm(loader, desc="pseudo-label quality", disable=not show, unit="batch"):
             images = batch["image"].to(device)
             weak_labels = batch["weak_label"].to(device)
@@ -228,8 +226,7 @@ def write_pseudo_labels(
     rank writes its own shard.
     """
     from agmm.eval.inference import (
-        ShardSampler,
-        _distributed,
+        _rank_shard,
         iterate_predictions,
         sum_over_ranks,
     )
@@ -238,8 +235,7 @@ def write_pseudo_labels(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     palette = palette if palette is not None else getattr(dataset, "palette", None)
-    distributed = _distributed()
-    sampler = ShardSampler(len(dataset), *distributed) if distributed else None
+    sampler, is_main = _rank_shard(dataset)
     confusion = ConfusionMatrix(int(dataset.num_classes))
     num_images = 0
     for batch, probs in iterate_predictions(
@@ -251,7 +247,7 @@ def write_pseudo_labels(
         crf=crf,
         batch_size=batch_size,
         device=device,
-        progress=progress and (distributed is None or distributed[0] == 0),
+        progress=progress and is_main,
         sampler=sampler,
         desc="pseudo-labels",
     ):
