@@ -72,18 +72,23 @@ def normalise_cams(
     )
 
 
-def _threshold(
+def threshold_cams(
     norm_cams: torch.Tensor,
-    class_ids: torch.Tensor,
-    untagged_image: torch.Tensor,
+    tags: torch.Tensor,
     *,
     has_background: bool,
-    high: float,
-    low: float,
-    margin: float,
-    ignore_index: int,
+    high: float = TOCO_HIGH,
+    low: float = TOCO_LOW,
+    margin: float = 0.1,
+    ignore_index: int = IGNORE_INDEX,
+    class_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """norm_cams (B, A, H, W) of the classes ``class_ids`` (A,) -> seeds (B, H, W) int64."""
+    """norm_cams (B, A, H, W) in [0, 1], 0 for untagged classes -> seeds (B, H, W) int64.
+
+    ``class_ids`` (A,): the class of each channel; default: channel k is class k (A = K).
+    """
+    if class_ids is None:
+        class_ids = torch.arange(norm_cams.shape[1], device=norm_cams.device)
     best, best_index = norm_cams.max(dim=1)
     best_class = class_ids[best_index]
     seeds = torch.full_like(best_class, ignore_index)
@@ -98,30 +103,8 @@ def _threshold(
         clear_winner = (best >= high) & (best - runner_up >= margin)
         seeds = torch.where(clear_winner, best_class, seeds)
     # An image without any tag: nothing is known about it, so it is all ignore.
+    untagged_image = (tags > 0).sum(dim=1) == 0
     return seeds.masked_fill(untagged_image[:, None, None], ignore_index)
-
-
-def threshold_cams(
-    norm_cams: torch.Tensor,
-    tags: torch.Tensor,
-    *,
-    has_background: bool,
-    high: float = TOCO_HIGH,
-    low: float = TOCO_LOW,
-    margin: float = 0.1,
-    ignore_index: int = IGNORE_INDEX,
-) -> torch.Tensor:
-    """norm_cams (B, K, H, W) in [0, 1], 0 for untagged classes -> seeds (B, H, W) int64."""
-    return _threshold(
-        norm_cams,
-        torch.arange(norm_cams.shape[1], device=norm_cams.device),
-        (tags > 0).sum(dim=1) == 0,
-        has_background=has_background,
-        high=high,
-        low=low,
-        margin=margin,
-        ignore_index=ignore_index,
-    )
 
 
 def cam_seeds(
@@ -175,15 +158,15 @@ def cam_seeds(
             has_background=has_background,
             **(crf_params or {}),
         )
-    return _threshold(
+    return threshold_cams(
         norm_cams,
-        class_ids,
-        (tags > 0).sum(dim=1) == 0,
+        tags,
         has_background=has_background,
         high=high,
         low=low,
         margin=margin,
         ignore_index=ignore_index,
+        class_ids=class_ids,
     )
 
 
