@@ -16,7 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from agmm.data import io
-from agmm.data.datasets.base import Record, SegmentationDataset, voc_palette
+from agmm.data.datasets.base import (
+    Record,
+    SegmentationDataset,
+    records_with_masks,
+    voc_palette,
+)
 from agmm.errors import DataError
 
 ADE20K_CLASSES = [
@@ -202,16 +207,5 @@ class ADE20K(SegmentationDataset):
         base = find_ade_root(self.root)
         folder = SPLIT_FOLDERS.get(self.split, self.split)
         image_dir, label_dir = base / "images" / folder, base / "annotations" / folder
-        if not image_dir.is_dir():
-            raise DataError(
-                f"{image_dir}: ADE20K image folder for split {self.split!r} does not exist"
-            )
-        has_labels = label_dir.is_dir()
-        return [
-            Record(
-                name=path.stem,
-                image_path=path,
-                mask_path=label_dir / f"{path.stem}.png" if has_labels else None,
-            )
-            for path in io.list_images(image_dir)
-        ]
+        self._require_image_dir(image_dir, "ADE20K")
+        return records_with_masks(io.list_images(image_dir), label_dir)

@@ -49,6 +49,20 @@ class Skipped:
     reason: str
 
 
+def records_with_masks(image_paths: Iterable[Path], label_dir: Path) -> list[Record]:
+    """One Record per image, named by its stem, with the mask ``label_dir/<stem>.png``; no masks
+    when ``label_dir`` does not exist (an unlabelled split)."""
+    has_labels = label_dir.is_dir()
+    return [
+        Record(
+            name=path.stem,
+            image_path=path,
+            mask_path=label_dir / f"{path.stem}.png" if has_labels else None,
+        )
+        for path in image_paths
+    ]
+
+
 def voc_palette(num_colours: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map (bit-interleaved class ids). Returns (num_colours, 3) uint8."""
     ids = np.arange(num_colours)
@@ -166,6 +180,13 @@ class SegmentationDataset(Dataset):
     def _native_boxes(self, record: Record) -> np.ndarray | None:
         """(M, 5) float32 boxes shipped with the dataset, or None."""
         return None
+
+    def _require_image_dir(self, image_dir: Path, dataset: str) -> None:
+        """For ``_scan``: DataError when the split's image folder does not exist."""
+        if not image_dir.is_dir():
+            raise DataError(
+                f"{image_dir}: {dataset} image folder for split {self.split!r} does not exist"
+            )
 
     # ----------------------------------------------------------------------------- public API
     @property

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from agmm.data import io
-from agmm.data.datasets.base import Record, SegmentationDataset
+from agmm.data.datasets.base import Record, SegmentationDataset, records_with_masks
 from agmm.errors import DataError
 
 CAMVID_CLASSES = [
@@ -75,19 +75,8 @@ class CamVid(SegmentationDataset):
 
     def _scan_images_labels(self, root: Path) -> list[Record]:
         image_dir, label_dir = root / "images" / self.split, root / "labels" / self.split
-        if not image_dir.is_dir():
-            raise DataError(
-                f"{image_dir}: CamVid image folder for split {self.split!r} does not exist"
-            )
-        has_labels = label_dir.is_dir()
-        return [
-            Record(
-                name=path.stem,
-                image_path=path,
-                mask_path=label_dir / f"{path.stem}.png" if has_labels else None,
-            )
-            for path in io.list_images(image_dir)
-        ]
+        self._require_image_dir(image_dir, "CamVid")
+        return records_with_masks(io.list_images(image_dir), label_dir)
 
     def _scan_segnet(self, root: Path) -> list[Record]:
         image_dir, label_dir = root / self.split, root / f"{self.split}annot"
@@ -107,11 +96,4 @@ class CamVid(SegmentationDataset):
                     Record(name=image_path.stem, image_path=image_path, mask_path=mask_path)
                 )
             return records
-        return [
-            Record(
-                name=path.stem,
-                image_path=path,
-                mask_path=label_dir / f"{path.stem}.png" if has_labels else None,
-            )
-            for path in io.list_images(image_dir)
-        ]
+        return records_with_masks(io.list_images(image_dir), label_dir)

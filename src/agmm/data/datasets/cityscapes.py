@@ -114,10 +114,7 @@ class Cityscapes(SegmentationDataset):
             raise DataError(f"{self.root}: Cityscapes folder does not exist")
         image_dir = self.root / "leftImg8bit" / self.split
         label_dir = self.root / "gtFine" / self.split
-        if not image_dir.is_dir():
-            raise DataError(
-                f"{image_dir}: Cityscapes image folder for split {self.split!r} does not exist"
-            )
+        self._require_image_dir(image_dir, "Cityscapes")
         suffix = "_leftImg8bit"
         paths = sorted(image_dir.glob(f"*/*{suffix}.png"))
         label_type = self.label_type

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from agmm.data import io
-from agmm.data.datasets.base import Record, SegmentationDataset, voc_palette
+from agmm.data.datasets.base import Record, SegmentationDataset, records_with_masks, voc_palette
 from agmm.errors import DataError
 
 
@@ -67,15 +67,7 @@ class FolderDataset(SegmentationDataset):
                     image_paths.append(io.find_image(image_dir, stem) or image_dir / f"{stem}.jpg")
             else:
                 image_paths = io.list_images(image_dir)
-        has_labels = label_dir.is_dir()
-        return [
-            Record(
-                name=path.stem,
-                image_path=path,
-                mask_path=label_dir / f"{path.stem}.png" if has_labels else None,
-            )
-            for path in image_paths
-        ]
+        return records_with_masks(image_paths, label_dir)
 
 
 def _read_classes(root: Path, classes) -> list[str]:
