@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -54,9 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
     from agmm.engine.train import train
 
     result = train(cfg, resume=args.resume)
-    from agmm.engine.distributed import is_main
-
-    if is_main():
+    if int(os.environ.get("RANK", 0)) == 0:  # the process group is gone by now
         shown = {k: v for k, v in result.items() if k not in ("output_dir",)}
         print("  ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
     return 0
