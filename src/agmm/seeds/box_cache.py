@@ -87,8 +87,7 @@ def _write_png(path: Path, seeds: np.ndarray) -> None:
 
 class _SeedJobs(Dataset):
     """Item ``i`` = the seeds of image ``i`` (computed or read from the cache), so that torch's
-    DataLoader runs the jobs in worker processes: its workers are fork-safe in torch programs (a
-    bare process pool forked beside torch/tqdm threads deadlocked here)."""
+    DataLoader runs the jobs in (spawned) worker processes."""
 
     def __init__(self, dataset, cache_dir: Path, params: dict) -> None:
         self.dataset, self.cache_dir, self.params = dataset, cache_dir, params
@@ -218,6 +217,10 @@ def compute_box_seeds(
         num_workers=workers if workers > 1 else 0,
         collate_fn=_identity,
         worker_init_fn=_one_opencv_thread,
+        # Fresh interpreters, not forks: a fork inherits OpenCV's and torch's thread pools in
+        # whatever locked state they were (GrabCut in the parent had started them), and the
+        # children could hang on them.
+        multiprocessing_context="spawn" if workers > 1 else None,
     )
     results = iter(loader)  # workers start here, before tqdm's monitor thread exists
     bar = tqdm(total=len(dataset), desc="box seeds", unit="img", disable=not progress)
