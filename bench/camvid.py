@@ -98,8 +98,8 @@ def common_overrides(args, run: Run, run_dir: Path) -> list[str]:
         f"output_dir={run_dir}",
         *args.override,
     ]
-    if run.config == "camvid/boxes":
-        overrides.append(f"data.weak_label_dir={args.out / 'seeds' / 'boxes'}")
+    if run.config == "camvid/boxes":  # GrabCut seeds, computed by the first boxes run, then cached
+        overrides.append(f"data.box_seed_cache={args.out / 'box_seed_cache'}")
     return overrides + run.overrides
 
 
@@ -163,20 +163,6 @@ def execute(args, runs: list[Run]) -> dict[str, dict]:
         for run_id, result in pool.map(one, todo):
             results[run_id] = result
     return results
-
-
-def ensure_box_seeds(args) -> None:
-    """GrabCut seeds for the boxes row, computed once (the seeds command caches per image)."""
-    target = args.out / "seeds" / "boxes"
-    if (target / "done").exists():
-        return
-    from agmm.cli import main as agmm_main
-
-    command = f"seeds --data camvid --split train --supervision boxes --workers {args.jobs} --no-progress"
-    code = agmm_main([*command.split(), "--root", str(args.root), "--out", str(target)])
-    if code:
-        raise SystemExit("agmm seeds failed for the boxes row")
-    (target / "done").write_text("ok\n")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -382,8 +368,6 @@ def main() -> None:
     args.out = args.out.resolve()
     runs = plan_runs(args)
     print(f"{len(runs)} runs planned into {args.out}", flush=True)
-    if "boxes" in args.supervisions:
-        ensure_box_seeds(args)
     results = execute(args, runs)
     write_report(args, runs, results, summarise(args, runs, results))
 
