@@ -529,7 +529,10 @@ class PseudoLabelTracker:
         gmm = F.interpolate(
             losses["gmm_new"].float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
         )
-        labels = gmm.argmax(dim=1)
+        # arg-max over the image's own classes: far from every centre all G are 0, and a plain
+        # arg-max would then pick class 0
+        present = losses["present"][:, :, None, None]
+        labels = gmm.masked_fill(~present, -1.0).argmax(dim=1)
         no_component = ~losses["present"].any(dim=1)  # an image without any weak label
         labels[no_component] = IGNORE_INDEX
         self.gmm.update(labels, masks)
