@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -526,15 +525,12 @@ class PseudoLabelTracker:
         self.seg.update(outputs["logits"].argmax(dim=1), masks)
         if "gmm_new" not in losses:
             return
-        gmm = F.interpolate(
-            losses["gmm_new"].float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
+        from agmm.eval.pseudo_labels import gmm_to_labels
+
+        # arg-max over each image's own classes (ignore for images without any weak label)
+        labels = gmm_to_labels(
+            losses["gmm_new"], tuple(masks.shape[-2:]), losses["present"], IGNORE_INDEX
         )
-        # arg-max over the image's own classes: far from every centre all G are 0, and a plain
-        # arg-max would then pick class 0
-        present = losses["present"][:, :, None, None]
-        labels = gmm.masked_fill(~present, -1.0).argmax(dim=1)
-        no_component = ~losses["present"].any(dim=1)  # an image without any weak label
-        labels[no_component] = IGNORE_INDEX
         self.gmm.update(labels, masks)
 
     def compute_and_reset(self) -> dict:
