@@ -254,9 +254,9 @@ class AGMMLoss(nn.Module):
                 target = F.interpolate(
                     target, size=probs.shape[-2:], mode="bilinear", align_corners=False
                 )
-            classes = present if self.self_classes == "present" else torch.ones_like(present)
-            if self.self_classes == "all":  # images without any component teach nothing
-                classes = classes & present.any(dim=1, keepdim=True)
+            classes = present
+            if self.self_classes == "all":  # every class, in images that have any component
+                classes = present.any(dim=1, keepdim=True).expand_as(present)
             terms["self"] = self_supervision_loss(probs, target, classes, weights)
         elif self.use_self:  # Eq. 18 hard labels, cross-entropy on the assigned pixels
             assigned = gmm_fn.assign_labels(
