@@ -107,6 +107,13 @@ def test_overrides_are_parsed_by_yaml_rules():
     assert parse_overrides(["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
 
 
+def test_mapping_overrides_merge_and_an_empty_mapping_clears():
+    merged = load_config("synthetic/demo", ["model.model_args={aspp_channels: 32}"])
+    assert merged.model.model_args == {"aspp_channels": 32, "decoder_channels": 64}
+    cleared = load_config("synthetic/demo", ["data.supervision=tags", "data.weak_label_args={}"])
+    assert cleared.data.weak_label_args == {}
+
+
 def test_base_include_is_merged_under_the_file(tmp_path):
     (tmp_path / "base.yaml").write_text("train: {steps: 5, lr: 0.5}\nseed: 3\n")
     (tmp_path / "child.yaml").write_text("_base_: base.yaml\ntrain: {steps: 7}\n")

@@ -2,7 +2,8 @@
 
 ``load_config("camvid/points", ["train.steps=20", "loss.distance=sqeuclid"])`` reads the shipped
 file ``agmm/configs/camvid/points.yaml`` (a path to any YAML file works too), merges the files named
-by its ``_base_`` key underneath it, applies the overrides (values parsed by YAML rules) and checks
+by its ``_base_`` key underneath it, applies the overrides (values parsed by YAML rules; a mapping
+merges into the one below it, ``{}`` empties it) and checks
 every key and type against the dataclasses below. Anything wrong raises
 :class:`agmm.errors.ConfigError` naming the key, before any model is built.
 
@@ -254,9 +255,11 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
+    """``update`` over ``base``: mappings merge key by key, except an empty mapping, which clears
+    (``data.weak_label_args={}`` drops the base file's arguments instead of keeping them)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

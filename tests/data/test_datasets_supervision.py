@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from agmm.data import build_dataset
 from agmm.errors import DataError, LabelError
@@ -236,3 +237,41 @@ def test_mixed_kinds_without_a_folder_are_simulated(tmp_path):
     assert (blocks != 255).any() and torch.equal(
         blocks, synthetic(supervision="blocks")[2]["weak_label"]
     )
+
+
+def test_box_seed_pngs_without_box_files_train_as_boxes(tmp_path):
+    """Seeds written by `agmm seeds` (PNGs only) are usable with supervision=boxes as they are."""
+    full = synthetic()
+    seeds_dir = tmp_path / "seeds"
+    seeds_dir.mkdir()
+    for name in full.names:
+        seed = np.full((64, 64), 255, np.uint8)
+        seed[:8] = 0
+        seed[20:30, 20:30] = 2
+        Image.fromarray(seed).save(seeds_dir / f"{name}.png")
+    dataset = build_dataset(
+        "synthetic", root=None, split="train", num_images=6, image_size=(64, 64),
+        supervision="boxes", weak_label_dir=seeds_dir,
+    )  # fmt: skip
+    sample = dataset[0]
+    assert (sample["weak_label"][20:30, 20:30] == 2).all() and sample["weak_label"][40, 40] == 255
+    assert len(sample["boxes"]) == 0  # the dataset has no boxes of its own: the seeds train
+    assert sample["tags"].tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+def test_box_seed_pngs_keep_the_datasets_own_boxes(voc_tree, tmp_path):
+    names = ["2007_000032", "2007_000039"]
+    for name in names:
+        Image.fromarray(np.full((12, 16), 255, np.uint8)).save(tmp_path / f"{name}.png")
+    dataset = build_dataset(
+        "voc", root=voc_tree, split="train", supervision="boxes", weak_label_dir=tmp_path
+    )
+    assert sorted(dataset[0]["boxes"][:, 4].tolist()) == [1.0, 15.0]  # from Annotations/*.xml
+
+
+def test_boxes_without_seeds_or_box_files_are_named(tmp_path):
+    name = synthetic().names[0]
+    (tmp_path / f"{name}.json").write_text(json.dumps({"tags": [1]}))
+    dataset = synthetic(supervision="boxes", weak_label_dir=tmp_path, skip_bad=True)
+    with pytest.raises(DataError, match=f"no boxes for image .*{name}.json.*{name}.png of box seeds"):
+        dataset[0]

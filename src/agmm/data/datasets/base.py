@@ -489,10 +489,13 @@ class SegmentationDataset(Dataset):
             boxes = np.asarray(
                 readers.read_voc_xml(files[".xml"], self.classes), dtype=np.float32
             ).reshape(-1, 5)
-        if kind == "boxes" and boxes is None:
+        if kind == "boxes" and boxes is None and self.has_native_boxes:
+            boxes = self._native_boxes(record)  # seed PNGs beside the dataset's own boxes
+        if kind == "boxes" and boxes is None and weak is None:
             raise DataError(
                 f"{folder}: no boxes for image {record.image_path.name} (expected "
-                f"{record.name}.json with a 'boxes' list, or {record.name}.xml in VOC format)"
+                f"{record.name}.json with a 'boxes' list, {record.name}.xml in VOC format, "
+                f"or a {record.name}.png of box seeds)"
             )
         if weak is None:
             if kind not in ("boxes", "tags"):
