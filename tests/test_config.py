@@ -170,6 +170,18 @@ def test_missing_paths_are_named_by_validate_paths(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"data.weak_label_dir: folder .*w does not exist"):
         validate_paths(cfg)
+    (tmp_path / "cls_labels.npy").write_bytes(b"")  # a tag file stands in for a folder ...
+    validate_paths(
+        load_config(
+            "camvid/tags",
+            [f"data.root={tmp_path}", f"data.weak_label_dir={tmp_path}/cls_labels.npy"],
+        )
+    )
+    cfg = load_config(  # ... but not for weak labels that are PNGs
+        "camvid/points", [f"data.root={tmp_path}", f"data.weak_label_dir={tmp_path}/cls_labels.npy"]
+    )
+    with pytest.raises(ConfigError, match=r"data.weak_label_dir: folder .*cls_labels.npy"):
+        validate_paths(cfg)
     cfg = load_config(
         "camvid/points", [f"data.root={tmp_path}", f"model.pretrained={tmp_path}/r.pth"]
     )

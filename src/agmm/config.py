@@ -486,7 +486,10 @@ def validate_paths(cfg: Config) -> None:
     if isinstance(weak_dirs, str):
         weak_dirs = {"": weak_dirs}
     for kind, folder in (weak_dirs or {}).items():
-        if not Path(folder).expanduser().is_dir():
+        path = Path(folder).expanduser()
+        tags = kind == "tags" or (not kind and cfg.data.supervision == "tags")
+        tag_file = tags and path.is_file()  # cls_labels.npy, tags.json or a list file
+        if not path.is_dir() and not tag_file:
             key = f"data.weak_label_dir.{kind}" if kind else "data.weak_label_dir"
             raise ConfigError(f"{key}: folder {folder} does not exist")
     if (

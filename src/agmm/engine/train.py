@@ -76,6 +76,8 @@ class TrainStep(nn.Module):
                 weak_labels = torch.full_like(weak_labels, IGNORE_INDEX)
             if valid_mask is not None:
                 weak_labels = weak_labels.masked_fill(~valid_mask, IGNORE_INDEX)
+            if use_cam_seeds:
+                outputs["cam_seeds"] = weak_labels  # for the seed precision / coverage log
         losses = self.loss_fn(
             outputs["features"],
             outputs["logits"],
@@ -509,13 +511,19 @@ class LossWindow:
 
 class PseudoLabelTracker:
     """mIoU of the GMM pseudo labels (arg-max of G over the image's classes) and of the segmenter
-    on the training batches, against the dense masks where the dataset has them (paper Fig. 10)."""
+    on the training batches, against the dense masks where the dataset has them (paper Fig. 10).
+
+    With online CAM seeds (image tags) also their precision (mIoU on the seeded pixels) and
+    coverage (seeded share of the labeled pixels), the figures ``agmm seeds`` prints.
+    """
 
     def __init__(self, num_classes: int, device: torch.device) -> None:
         from agmm.eval.metrics import ConfusionMatrix
 
         self.gmm = ConfusionMatrix(num_classes, device=device)
         self.seg = ConfusionMatrix(num_classes, device=device)
+        self.seeds = ConfusionMatrix(num_classes, device=device)
+        self.seed_pixels = torch.zeros(2, dtype=torch.float64, device=device)  # seeded, labeled
 
     @torch.no_grad()
     def update(self, outputs: dict, losses: dict, batch: dict) -> None:
@@ -523,6 +531,12 @@ class PseudoLabelTracker:
         if not bool((masks != IGNORE_INDEX).any()):
             return
         self.seg.update(outputs["logits"].argmax(dim=1), masks)
+        if "cam_seeds" in outputs:
+            seeds = outputs["cam_seeds"]
+            seeded = seeds != IGNORE_INDEX
+            self.seeds.update(seeds, masks.masked_fill(~seeded, IGNORE_INDEX))
+            labeled = masks != IGNORE_INDEX
+            self.seed_pixels += torch.stack([(seeded & labeled).sum(), labeled.sum()]).double()
         if "gmm_new" not in losses:
             return
         from agmm.eval.pseudo_labels import gmm_to_labels
@@ -535,11 +549,20 @@ class PseudoLabelTracker:
 
     def compute_and_reset(self) -> dict:
         out = {}
-        for name, matrix in (("pseudo/gmm_miou", self.gmm), ("pseudo/seg_miou", self.seg)):
+        matrices = {
+            "pseudo/gmm_miou": self.gmm,
+            "pseudo/seg_miou": self.seg,
+            "seeds/precision_miou": self.seeds,
+        }
+        for name, matrix in matrices.items():
             matrix.all_reduce()
             if int(matrix.matrix.sum()) > 0:
                 out[name] = float(matrix.miou())
             matrix.reset()
+        seeded, labeled = dist_utils.all_reduce_sum(self.seed_pixels).tolist()
+        if labeled > 0:
+            out["seeds/coverage"] = seeded / labeled
+        self.seed_pixels.zero_()
         return out
 
 
