@@ -101,6 +101,8 @@ def common_overrides(args, run: Run, run_dir: Path) -> list[str]:
     ]
     if run.config == "camvid/boxes":  # GrabCut seeds, computed by the first boxes run, then cached
         overrides.append(f"data.box_seed_cache={args.out / 'box_seed_cache'}")
+    if run.config == "camvid/tags":  # classification-only warm-up: the preset's quarter of the run
+        overrides.append(f"loss.cam_warmup_steps={args.steps // 4}")
     return overrides + run.overrides
 
 
@@ -296,6 +298,15 @@ def write_report(args, runs: list[Run], results: dict[str, dict], summary: dict)
         for key in ("agmm_sqeuclid", "agmm_l1"):
             if key in extra:
                 lines.append(f"| AGMM++ (`{key.split('_')[1]}`) | {fmt(extra[key])} |")
+    tags_run = results.get("tags_agmm_s0") or results.get("tags_seg_only_s0")
+    seeded = [r for r in (tags_run or {}).get("curve", []) if "seeds/precision_miou" in r]
+    if seeded:
+        lines += [
+            "",
+            f"Tags: online CAM seeds after a {args.steps // 4}-step classification warm-up, at step "
+            f"{seeded[-1]['step']}: precision {100 * seeded[-1]['seeds/precision_miou']:.1f} % mIoU on "
+            f"the seeded pixels, coverage {100 * seeded[-1]['seeds/coverage']:.1f} % of the pixels.",
+        ]
     lines += [
         "",
         "Training cost on this machine (points, seed 0; images/s include data loading and are only "
