@@ -344,7 +344,7 @@ def write_report(args, runs: list[Run], results: dict[str, dict], summary: dict)
     print(section)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -381,11 +381,8 @@ def main() -> None:
         "--no-docs", action="store_true", help="write the report to <out>/report.md only, not docs/"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(run_child(json.loads(args.child))))
-        return
-    args.argv = sys.argv[1:]
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     args.steps = args.steps or (150 if args.quick else 400)
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.supervisions = args.supervisions or (
@@ -393,6 +390,14 @@ def main() -> None:
     )
     args.root = args.root.resolve()
     args.out = args.out.resolve()
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        print(json.dumps(run_child(json.loads(args.child))))
+        return
     runs = plan_runs(args)
     print(f"{len(runs)} runs planned into {args.out}", flush=True)
     results = execute(args, runs)

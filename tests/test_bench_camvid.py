@@ -1,0 +1,60 @@
+"""bench/camvid.py plans the runs the issue asks for (the training itself is the benchmark)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "camvid.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_camvid", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_quick_plan_is_points_and_blocks_one_seed(bench, tmp_path):
+    args = bench.parse_args(["--quick", "--out", str(tmp_path)])
+    runs = {run.run_id: run for run in bench.plan_runs(args)}
+    assert sorted(runs) == sorted(
+        ["full_s0", "points_seg_only_s0", "points_agmm_s0", "blocks_seg_only_s0", "blocks_agmm_s0"]
+    )
+    assert args.steps == 150 and runs["points_seg_only_s0"].overrides == ["loss.enabled=false"]
+
+
+def test_full_plan_has_every_column_three_seeds_and_table_15(bench, tmp_path):
+    args = bench.parse_args(["--out", str(tmp_path)])
+    ids = {run.run_id for run in bench.plan_runs(args)}
+    for supervision in bench.SUPERVISIONS:
+        assert {f"{supervision}_{c}_s{s}" for c in ("seg_only", "agmm") for s in range(3)} <= ids
+        assert {f"{supervision}_{c}_s0" for c in ("self", "weak", "con")} <= ids
+    assert {"points_assign_s0", "points_stopgrad_s0", "points_agmm_l1_s0"} <= ids
+    assert "points_self_s1" not in ids  # intermediate columns: one seed
+
+
+def test_every_run_shares_the_schedule_and_tags_warm_up_scales(bench, tmp_path):
+    args = bench.parse_args(["--steps", "40", "--out", str(tmp_path)])
+    runs = {run.run_id: run for run in bench.plan_runs(args)}
+    tags = bench.common_overrides(args, runs["tags_agmm_s0"], tmp_path / "r")
+    points = bench.common_overrides(args, runs["points_agmm_s0"], tmp_path / "r")
+    assert "train.steps=40" in tags and "train.steps=40" in points
+    assert "loss.cam_warmup_steps=10" in tags
+    assert not any(o.startswith("loss.cam_warmup_steps") for o in points)
+
+
+def test_gap_closed_only_when_full_masks_are_clearly_better(bench, tmp_path):
+    args = bench.parse_args(["--quick", "--out", str(tmp_path)])
+    runs = bench.plan_runs(args)
+    scores = {"full_s0": 0.30, "points_seg_only_s0": 0.20, "points_agmm_s0": 0.26,
+              "blocks_seg_only_s0": 0.29, "blocks_agmm_s0": 0.295}  # fmt: skip
+    summary = bench.summarise(args, runs, {k: {"val/miou": v} for k, v in scores.items()})
+    assert summary["table"]["points"]["gap_closed"] == pytest.approx(0.6)
+    assert "gap_closed" not in summary["table"]["blocks"]  # full − L_seg = 1 point < 2
