@@ -273,5 +273,7 @@ def test_boxes_without_seeds_or_box_files_are_named(tmp_path):
     name = synthetic().names[0]
     (tmp_path / f"{name}.json").write_text(json.dumps({"tags": [1]}))
     dataset = synthetic(supervision="boxes", weak_label_dir=tmp_path, skip_bad=True)
-    with pytest.raises(DataError, match=f"no boxes for image .*{name}.json.*{name}.png of box seeds"):
+    with pytest.raises(
+        DataError, match=f"no boxes for image .*{name}.json.*{name}.png of box seeds"
+    ):
         dataset[0]
