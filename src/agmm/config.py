@@ -92,7 +92,8 @@ class LossConfig:
     sigma_floor: float = 0.05
     """Not in the paper: AGMMLoss's floor, keeps one-pixel classes from dividing by zero."""
     oem_steps: int = 1
-    responsibilities: Literal["soft", "hard"] = "soft"
+    responsibilities: Literal["soft", "hard"] = "hard"
+    """hard = arg-max of G_old ("x in G_i^old", Eq. 5-6); soft = G_old as weights (docs/method.md)."""
     stop_gradient: bool = False
     use_self: bool = True
     use_weak: bool = True

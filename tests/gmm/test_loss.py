@@ -35,11 +35,14 @@ def make_loss(**kwargs):
 @pytest.mark.parametrize("distance", ["l1", "sqeuclid"])
 @pytest.mark.parametrize("con", ["eq14", "eq13"])
 @pytest.mark.parametrize("resolution", ["feature", "label"])
-def test_terms_match_the_loop_reference(distance, con, resolution):
+@pytest.mark.parametrize("responsibilities", ["hard", "soft"])
+def test_terms_match_the_loop_reference(distance, con, resolution, responsibilities):
     features, logits, labels = make_batch()
     valid = torch.ones(labels.shape, dtype=torch.bool)
     valid[1, :, -5:] = False
-    criterion = make_loss(distance=distance, con=con, self_resolution=resolution)
+    criterion = make_loss(
+        distance=distance, con=con, self_resolution=resolution, responsibilities=responsibilities
+    )
     out = criterion(features, logits, labels, valid_mask=valid)
 
     feats = criterion.squeeze(features).flatten(2).detach()
@@ -47,8 +50,9 @@ def test_terms_match_the_loop_reference(distance, con, resolution):
     present = weights.sum(2) > 0
     valid_cells = gmm_fn.pool_valid_mask(valid, (4, 3), dtype=torch.float64)
     _, _, g_old = reference.fit(feats, weights, present, distance, criterion.sigma_floor)
+    resp = reference.m_step_responsibilities(g_old, present, responsibilities)
     mu, sigma, g_new = reference.fit(
-        feats, g_old * valid_cells[:, None], present, distance, criterion.sigma_floor
+        feats, resp * valid_cells[:, None], present, distance, criterion.sigma_floor
     )
     g_up = F.interpolate(
         g_new.view(2, K, 4, 3), size=(16, 12), mode="bilinear", align_corners=False
