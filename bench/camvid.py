@@ -188,11 +188,8 @@ def summarise(args, runs: list[Run], results: dict[str, dict]) -> dict:
         for column in [*COLUMNS, *EXTRA_COLUMNS, "agmm_sqeuclid", "agmm_l1"]:
             values = scores(f"{supervision}_{column}")
             if values:
-                row[column] = {
-                    "mean": mean_std(values)[0],
-                    "std": mean_std(values)[1],
-                    "n": len(values),
-                }
+                mean, std = mean_std(values)
+                row[column] = {"mean": mean, "std": std, "n": len(values)}
         base, best = row.get("seg_only"), row.get("agmm")
         # The ratio means nothing when full masks are not clearly above L_seg only (too few steps).
         if base and best and full[0] - base["mean"] >= MIN_GAP:

@@ -35,9 +35,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from agmm.config import load_config
+    from agmm.data.collate import collate_batch
     from agmm.engine.build import build_loss, build_segmenter, build_train_dataset
     from agmm.engine.checkpoint import load_checkpoint
-    from agmm.engine.train import _collate
     from agmm.eval.metrics import ConfusionMatrix
     from agmm.eval.pseudo_labels import gmm_to_labels
     from agmm.gmm.functional import pool_labels
@@ -61,7 +61,7 @@ def main() -> None:
     torch.manual_seed(0)
     for start in range(0, args.images, args.batch_size):
         indices = range(start, min(start + args.batch_size, args.images, len(dataset)))
-        batch = _collate([dataset[i] for i in indices])
+        batch = collate_batch([dataset[i] for i in indices])
         masks, weak = batch["mask"], batch["weak_label"]
         with torch.no_grad():
             out = model(batch["image"])
