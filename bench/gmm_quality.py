@@ -6,7 +6,9 @@ fixed seed) and prints the mIoU against the dense masks of
 - ``P``: the segmenter's arg-max over all classes;
 - ``P|present``: its arg-max over the classes the weak labels show in the image (what G gets to know);
 - ``G_old`` / ``G_new``: the arg-max of the E-step GMM and of the GMM after one OEM M-step, for each
-  ``--sigma-floor`` and each ``--responsibilities``.
+  ``--sigma-floor`` and each ``--responsibilities``;
+
+and the medians of sigma, d^2 and G_old over the present classes (first ``--sigma-floor``).
 
     python bench/gmm_quality.py outputs/bench_camvid/runs/blocks_seg_only_s0 --sigma-floor 0.05 0.7
 
@@ -58,6 +60,7 @@ def main() -> None:
     for floor, resp in variants:
         for which in ("old", "new"):
             matrices[f"G_{which} floor={floor:g} {resp}"] = ConfusionMatrix(classes)
+    spread = {"sigma": [], "d2": [], "G": []}  # E-step statistics of the present classes
     torch.manual_seed(0)
     for start in range(0, args.images, args.batch_size):
         indices = range(start, min(start + args.batch_size, args.images, len(dataset)))
@@ -70,9 +73,22 @@ def main() -> None:
             matrices["P"].update(logits.argmax(1), masks)
             restricted = logits.masked_fill(~present[:, :, None, None], float("-inf"))
             matrices["P|present"].update(restricted.argmax(1), masks)
-            for floor, resp in variants:
+            for index, (floor, resp) in enumerate(variants):
                 loss.sigma_floor, loss.responsibilities = floor, resp
                 gmm = loss.fit_gmm(out["features"], weak, batch["valid_mask"])
+                if index == 0:
+                    old, present_k = gmm["old"], gmm["present"]
+                    spread["sigma"].append(old.sigma[present_k])
+                    spread["d2"].append(
+                        old.sq_dist.transpose(1, 2)[
+                            present_k[:, None].expand(-1, old.sq_dist.shape[2], -1)
+                        ]
+                    )
+                    spread["G"].append(
+                        old.probs.transpose(1, 2)[
+                            present_k[:, None].expand(-1, old.probs.shape[2], -1)
+                        ]
+                    )
                 for which in ("old", "new"):
                     labels = gmm_to_labels(
                         gmm[f"gmm_{which}"], tuple(masks.shape[-2:]), gmm["present"]
@@ -81,6 +97,11 @@ def main() -> None:
     print(f"{args.run} ({args.images} training crops, posterior={args.posterior}): mIoU %")
     for name, matrix in matrices.items():
         print(f"  {name:32s} {100 * matrix.miou():5.1f}")
+    medians = {name: float(torch.cat(values).median()) for name, values in spread.items()}
+    print(
+        f"E-step, floor={variants[0][0]:g}, present classes: median sigma {medians['sigma']:.3g}, "
+        f"median d^2 {medians['d2']:.3g}, median G {medians['G']:.3g}"
+    )
 
 
 if __name__ == "__main__":
