@@ -109,6 +109,11 @@ class LossConfig:
     """Classes of L_self: present (K_img, DESIGN.md) or all (absent classes pushed to P = 0)."""
     posterior: bool = False
     """G = mixture posteriors g_k / sum_j g_j instead of Eq. 4's g_k (not in the paper)."""
+    seg_reduction: Literal["pixel", "class"] = "pixel"
+    """L_seg averaged over labeled pixels (Eq. 10) or class-balanced (each labeled class's mean, averaged)."""
+    self_reduction: Literal["pixel", "class"] = "pixel"
+    """L_self averaged over (pixel, class) pairs (Eq. 11) or class-balanced (per image and class,
+    positive and negative parts averaged separately)."""
     lambda_seg: float = 1.0
     lambda_gmm: float = 1.0
     lambda_self: float = 1.0

@@ -102,6 +102,49 @@ def self_loss(probs, g, present, weights):
     return total / max(count, 1)
 
 
+def self_loss_class(probs, g, present, weights):
+    """Class-balanced L_self: per (image, present class), G-weighted mean of -log P and
+    (1 - G)-weighted mean of -log(1 - P), averaged; then the mean over those pairs."""
+    batch, k_all, height, width = probs.shape
+    total, pairs = 0.0, 0
+    for b in range(batch):
+        for k in range(k_all):
+            if not present[b, k]:
+                continue
+            pos, pos_w, neg, neg_w = 0.0, 0.0, 0.0, 0.0
+            for y in range(height):
+                for x in range(width):
+                    w = 1.0 if weights is None else float(weights[b, y, x])
+                    p, t = float(probs[b, k, y, x]), float(g[b, k, y, x])
+                    pos += w * t * -math.log(p + 1e-6)
+                    pos_w += w * t
+                    neg += w * (1 - t) * -math.log(1 - p + 1e-6)
+                    neg_w += w * (1 - t)
+            total += 0.5 * (pos / max(pos_w, 1e-6) + neg / max(neg_w, 1e-6))
+            pairs += 1
+    return total / max(pairs, 1)
+
+
+def seg_loss_class(logits, labels, ignore_index=255):
+    """Class-balanced partial cross-entropy: the mean over labeled classes of each class's mean."""
+    sums, counts = {}, {}
+    batch, _, height, width = logits.shape
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                label = int(labels[b, y, x])
+                if label == ignore_index:
+                    continue
+                column = [float(v) for v in logits[b, :, y, x]]
+                top = max(column)
+                log_z = top + math.log(sum(math.exp(v - top) for v in column))
+                sums[label] = sums.get(label, 0.0) + log_z - column[label]
+                counts[label] = counts.get(label, 0) + 1
+    if not sums:
+        return 0.0
+    return sum(sums[k] / counts[k] for k in sums) / len(sums)
+
+
 def weak_loss(g_up, labels, present, ignore_index=255):
     batch, k_all, height, width = g_up.shape
     total, count = 0.0, 0

@@ -17,6 +17,7 @@ from agmm.losses import (
     self_supervision_loss,
     weak_loss,
 )
+from agmm.losses.segmentation import REDUCTIONS
 
 CON_KINDS = ("eq14", "eq13")
 PSEUDO_LABEL_KINDS = ("gmm", "assign")
@@ -71,6 +72,10 @@ class AGMMLoss(nn.Module):
             as the CVPR'23 code's extra "cls_loss" does).
         posterior: use the mixture posteriors g_k / sum_j g_j as G (and as OEM responsibilities)
             instead of the paper's un-normalised g_k (see docs/method.md).
+        seg_reduction: ``"pixel"`` (mean over labeled pixels, Eq. 10) or ``"class"`` (mean of the
+            per-class means: every class labeled in the batch weighs the same; for dense masks).
+        self_reduction: ``"pixel"`` (mean over (pixel, present class) pairs, Eq. 11) or ``"class"``
+            (per image and class, the G-weighted positive and (1 - G)-weighted negative means).
         lambda_*: weights of Eq. 15-17.
         ignore_index: the unlabeled value in weak label maps.
     """
@@ -95,6 +100,8 @@ class AGMMLoss(nn.Module):
         self_resolution: Literal["feature", "label"] = "feature",
         self_classes: Literal["present", "all"] = "present",
         posterior: bool = False,
+        seg_reduction: Literal["pixel", "class"] = "pixel",
+        self_reduction: Literal["pixel", "class"] = "pixel",
         lambda_seg: float = 1.0,
         lambda_gmm: float = 1.0,
         lambda_self: float = 1.0,
@@ -110,6 +117,8 @@ class AGMMLoss(nn.Module):
         _check_choice("pseudo_labels", pseudo_labels, PSEUDO_LABEL_KINDS)
         _check_choice("self_resolution", self_resolution, ("feature", "label"))
         _check_choice("self_classes", self_classes, ("present", "all"))
+        _check_choice("seg_reduction", seg_reduction, REDUCTIONS)
+        _check_choice("self_reduction", self_reduction, REDUCTIONS)
         if oem_steps < 0:
             raise ValueError(f"oem_steps must be >= 0, got {oem_steps}")
         if sigma_floor <= 0:
@@ -131,6 +140,8 @@ class AGMMLoss(nn.Module):
         self.self_resolution = self_resolution
         self.self_classes = self_classes
         self.posterior = posterior
+        self.seg_reduction = seg_reduction
+        self.self_reduction = self_reduction
         self.lambdas = {
             "seg": lambda_seg,
             "self": lambda_gmm * lambda_self,
@@ -220,7 +231,9 @@ class AGMMLoss(nn.Module):
         self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask)
         zero = logits.sum() * 0.0  # keeps every term attached to the graph (DDP needs that)
         terms = dict.fromkeys(TERM_NAMES, zero)
-        terms["seg"] = partial_cross_entropy(logits, weak_labels, ignore_index=self.ignore_index)
+        terms["seg"] = partial_cross_entropy(
+            logits, weak_labels, ignore_index=self.ignore_index, reduction=self.seg_reduction
+        )
         gmm = None
         if self.use_gmm:
             gmm = self.fit_gmm(features, weak_labels, valid_mask)
@@ -259,7 +272,9 @@ class AGMMLoss(nn.Module):
             classes = present
             if self.self_classes == "all":  # every class, in images that have any component
                 classes = present.any(dim=1, keepdim=True).expand_as(present)
-            terms["self"] = self_supervision_loss(probs, target, classes, weights)
+            terms["self"] = self_supervision_loss(
+                probs, target, classes, weights, reduction=self.self_reduction
+            )
         elif self.use_self:  # Eq. 18 hard labels, cross-entropy on the assigned pixels
             assigned = gmm_fn.assign_labels(
                 new.sq_dist.detach(), new.sigma.detach(), present, ignore_index=self.ignore_index
@@ -268,7 +283,9 @@ class AGMMLoss(nn.Module):
             assigned = assigned.long()[:, 0]
             if valid_mask is not None:
                 assigned = assigned.masked_fill(~valid_mask, self.ignore_index)
-            terms["self"] = partial_cross_entropy(logits, assigned, ignore_index=self.ignore_index)
+            terms["self"] = partial_cross_entropy(
+                logits, assigned, ignore_index=self.ignore_index, reduction=self.self_reduction
+            )
         if self.use_weak:
             # G at the labeled pixels only: bilinear samples of the feature grid, exact and O(labels).
             b_idx, y_idx, x_idx = (weak_labels != self.ignore_index).nonzero(as_tuple=True)

@@ -7,6 +7,8 @@ contain has G = 0 by construction and is not used to push P down.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 # log(p + _EPS): finite where G or P is exactly 0 or 1 (G = 1 at a one-pixel class's own pixel,
@@ -24,20 +26,38 @@ def self_supervision_loss(
     gmm_probs: torch.Tensor,
     present: torch.Tensor,
     weights: torch.Tensor | None = None,
+    *,
+    reduction: Literal["pixel", "class"] = "pixel",
 ) -> torch.Tensor:
     """L_self = BCE(P, G) averaged over pixels and present classes (Eq. 11).
 
     ``probs``: P (B, K, h, w), softmax of the segmenter; ``gmm_probs``: G (B, K, h, w) on the same
     grid; ``present``: (B, K) bool; ``weights``: (B, h, w) in [0, 1], the share of each position
     that is real image (0 on padding); None = all 1.
+    ``reduction``: ``"pixel"`` = the mean over every (pixel, present class) pair, Eq. 11; ``"class"``
+    = for each (image, present class), the G-weighted mean of the positive part -log P and the
+    (1 - G)-weighted mean of the negative part -log(1 - P), averaged: a class covering 1 % of the
+    image then pulls P up as hard as one covering 60 % (the per-pair mean lets the negatives of
+    small classes and the large classes dominate).
     Gradients reach both P and G (mutual supervision); detach G beforehand to stop them.
     """
-    bce = binary_cross_entropy(probs, gmm_probs)
-    mask = present[:, :, None, None].to(bce.dtype)
+    if reduction not in ("pixel", "class"):
+        raise ValueError(f"reduction must be 'pixel' or 'class', got {reduction!r}")
+    mask = present[:, :, None, None].to(probs.dtype)
     if weights is not None:
-        mask = mask * weights[:, None].to(bce.dtype)
-    mask = mask.expand_as(bce)
-    return (bce * mask).sum() / mask.sum().clamp_min(1.0)
+        mask = mask * weights[:, None].to(probs.dtype)
+    mask = mask.expand_as(probs)
+    if reduction == "pixel":
+        bce = binary_cross_entropy(probs, gmm_probs)
+        return (bce * mask).sum() / mask.sum().clamp_min(1.0)
+    positive = gmm_probs * mask
+    negative = (1.0 - gmm_probs) * mask
+    pos_loss = (positive * -torch.log(probs + _EPS)).sum(dim=(2, 3))
+    neg_loss = (negative * -torch.log(1.0 - probs + _EPS)).sum(dim=(2, 3))
+    pos_mean = pos_loss / positive.sum(dim=(2, 3)).clamp_min(_EPS)
+    neg_mean = neg_loss / negative.sum(dim=(2, 3)).clamp_min(_EPS)
+    pairs = present.to(probs.dtype)
+    return (0.5 * (pos_mean + neg_mean) * pairs).sum() / pairs.sum().clamp_min(1.0)
 
 
 def weak_loss(

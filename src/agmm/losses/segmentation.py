@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
+Reduction = Literal["pixel", "class"]
+REDUCTIONS = ("pixel", "class")
+
 
 def partial_cross_entropy(
-    logits: torch.Tensor, weak_labels: torch.Tensor, *, ignore_index: int = 255
+    logits: torch.Tensor,
+    weak_labels: torch.Tensor,
+    *,
+    ignore_index: int = 255,
+    reduction: Reduction = "pixel",
 ) -> torch.Tensor:
-    """Mean cross-entropy over labeled pixels; 0 (still attached to the graph) when there are none.
+    """Cross-entropy over labeled pixels; 0 (still attached to the graph) when there are none.
 
     ``logits``: (B, K, H, W); ``weak_labels``: (B, H, W) class ids, ``ignore_index`` = unlabeled.
+    ``reduction``: ``"pixel"`` = mean over labeled pixels (Eq. 10); ``"class"`` = mean over the
+    classes labeled in the batch of each class's mean, so a class with few labeled pixels (a pole
+    in a dense mask) weighs as much as one with many (the road). Clicks are already balanced.
     """
-    labeled = (weak_labels != ignore_index).sum()
-    total = F.cross_entropy(logits, weak_labels.long(), ignore_index=ignore_index, reduction="sum")
-    return total / labeled.clamp_min(1).to(total.dtype)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    labels = weak_labels.long()
+    if reduction == "pixel":
+        labeled = (labels != ignore_index).sum()
+        total = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+        return total / labeled.clamp_min(1).to(total.dtype)
+    per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
+    labeled = labels != ignore_index
+    classes = labels[labeled]
+    num_classes = logits.shape[1]
+    sums = per_pixel.new_zeros(num_classes).index_add_(0, classes, per_pixel[labeled])
+    counts = torch.bincount(classes, minlength=num_classes).to(sums.dtype)
+    seen = counts > 0
+    per_class = sums / counts.clamp_min(1.0)
+    return (per_class * seen).sum() / seen.sum().clamp_min(1).to(sums.dtype) + per_pixel.sum() * 0.0
