@@ -120,6 +120,9 @@ class LossConfig:
     lambda_weak: float = 1.0
     lambda_con: float = 1.0
     lambda_cls: float = 1.0
+    gmm_warmup_steps: int = 0
+    """Steps trained with L_seg only (and L_cls) before the GMM and its losses join; after the
+    CAM warm-up for tags. Not in the paper (which starts from ImageNet features): 0 = from step 1."""
     cam_warmup_steps: int = 2000
     """Tags only: classification-only steps before CAM seeds feed L_seg and the GMM. Not in the
     paper (it follows ToCo): ToCo's 2000 of 20000 iterations."""
@@ -128,7 +131,7 @@ class LossConfig:
 
     def loss_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``AGMMLoss`` (everything but the engine switches)."""
-        engine_only = {"enabled", "cam_warmup_steps", "cam_args"}
+        engine_only = {"enabled", "cam_warmup_steps", "gmm_warmup_steps", "cam_args"}
         kwargs = {k: v for k, v in dataclasses.asdict(self).items() if k not in engine_only}
         kwargs["use_gmm"] = self.enabled
         return kwargs
@@ -463,6 +466,7 @@ def validate(cfg: Config) -> None:
         "train.num_threads": cfg.train.num_threads or 0,
         "loss.oem_steps": cfg.loss.oem_steps,
         "loss.cam_warmup_steps": cfg.loss.cam_warmup_steps,
+        "loss.gmm_warmup_steps": cfg.loss.gmm_warmup_steps,
     }
     for key, value in non_negative.items():
         if value < 0:

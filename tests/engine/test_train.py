@@ -171,3 +171,23 @@ def test_boxes_without_seed_files_get_seeds_computed_before_training(tiny_config
     assert result["skipped_steps"] == 0 and result["loss"] > 0
     assert f"{cfg.output_dir}/box_seeds" in (Path(cfg.output_dir) / "config.yaml").read_text()
     assert len(list((Path(cfg.output_dir) / "box_seeds").glob("*.json"))) == 8
+
+
+@pytest.mark.slow
+def test_gmm_warmup_trains_l_seg_only_first_then_adds_the_gmm(tiny_config):
+    cfg = tiny_config(
+        "train.steps=8", "train.log_every=2", "train.validate=false", "loss.gmm_warmup_steps=4"
+    )
+    train(cfg)
+    lines = [json.loads(line) for line in open(f"{cfg.output_dir}/metrics.jsonl")]
+    by_step = {line["step"]: line for line in lines if "train/loss" in line}
+    for step in (2, 4):  # warm-up windows: L_seg only, the GMM's terms are exactly 0
+        assert by_step[step]["train/seg"] > 0
+        assert all(by_step[step][f"train/{term}"] == 0 for term in ("self", "weak", "con"))
+    for step in (6, 8):  # after it every term is on
+        assert all(by_step[step][f"train/{term}"] > 0 for term in ("seg", "self", "weak", "con"))
+
+
+def test_negative_gmm_warmup_is_refused(tiny_config):
+    with pytest.raises(ConfigError, match="loss.gmm_warmup_steps"):
+        train(tiny_config("loss.gmm_warmup_steps=-1"))

@@ -66,6 +66,7 @@ class TrainStep(nn.Module):
         tags: torch.Tensor | None = None,
         valid_mask: torch.Tensor | None = None,
         use_cam_seeds: bool = False,
+        use_gmm: bool = True,
     ) -> tuple[dict, dict]:
         """Returns (model outputs, AGMMLoss outputs)."""
         outputs = self.model(images)
@@ -85,6 +86,7 @@ class TrainStep(nn.Module):
             tags=tags if "cls_logits" in outputs else None,
             cls_logits=outputs.get("cls_logits"),
             valid_mask=valid_mask,
+            use_gmm=None if use_gmm else False,
         )
         return outputs, losses
 
@@ -203,6 +205,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         )
     pseudo = PseudoLabelTracker(num_classes, device) if cfg.train.track_pseudo_labels else None
     cam_warmup = cfg.loss.cam_warmup_steps if step_module.cam_seeds is not None else 0
+    gmm_warmup = cam_warmup + cfg.loss.gmm_warmup_steps  # the GMM needs labeled pixels first
 
     def checkpoint_state() -> dict:
         return {
@@ -255,6 +258,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
                 tags=batch["tags"],
                 valid_mask=batch["valid_mask"],
                 use_cam_seeds=step >= cam_warmup,
+                use_gmm=step >= gmm_warmup,
             )
         loss = losses["loss"]
         # Every rank must agree to skip, or DDP's gradient all-reduce would wait forever.
@@ -371,8 +375,8 @@ def _amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
 def _may_leave_parameters_unused(cfg: Config) -> bool:
     """Whether some parameters can get no gradient in a step (DDP must then search for them).
 
-    The squeeze conv is unused without the GMM or with stopped GMM gradients, and the tags path
-    switches between classification-only and full steps.
+    The squeeze conv is unused without the GMM, with stopped GMM gradients and during the GMM
+    warm-up, and the tags path switches between classification-only and full steps.
     """
     gmm_trains_squeeze = (
         cfg.loss.enabled
@@ -383,7 +387,7 @@ def _may_leave_parameters_unused(cfg: Config) -> bool:
             or (cfg.loss.use_self and cfg.loss.pseudo_labels == "gmm")
         )
     )
-    return cfg.use_cls_head or not gmm_trains_squeeze
+    return cfg.use_cls_head or not gmm_trains_squeeze or cfg.loss.gmm_warmup_steps > 0
 
 
 def _cam_seed_fn(cfg: Config, dataset):

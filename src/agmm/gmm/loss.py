@@ -213,6 +213,7 @@ class AGMMLoss(nn.Module):
         tags: torch.Tensor | None = None,
         cls_logits: torch.Tensor | None = None,
         valid_mask: torch.Tensor | None = None,
+        use_gmm: bool | None = None,
     ) -> dict:
         """Compute the AGMM++ loss.
 
@@ -223,6 +224,8 @@ class AGMMLoss(nn.Module):
             tags: (B, K) multi-hot image tags, for L_cls (with ``cls_logits``).
             cls_logits: (B, K) image-level classification scores.
             valid_mask: (B, H, W) bool, False on padding (excluded from L_self and OEM).
+            use_gmm: overrides the constructor's ``use_gmm`` for this call (a warm-up: L_seg only
+                for the first steps, see ``LossConfig.gmm_warmup_steps``).
 
         Returns:
             ``loss`` (scalar), ``terms`` (name -> detached scalar, 0 for switched-off terms),
@@ -235,7 +238,7 @@ class AGMMLoss(nn.Module):
             logits, weak_labels, ignore_index=self.ignore_index, reduction=self.seg_reduction
         )
         gmm = None
-        if self.use_gmm:
+        if self.use_gmm if use_gmm is None else use_gmm:
             gmm = self.fit_gmm(features, weak_labels, valid_mask)
             terms.update(self._gmm_terms(gmm, logits, weak_labels, valid_mask))
         if cls_logits is not None and tags is not None:
