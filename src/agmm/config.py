@@ -155,6 +155,11 @@ class TrainConfig:
     warmup_steps: int = 0
     """Linear lr warm-up steps before the poly decay (0 = none, as in the paper)."""
     grad_clip: float | None = None
+    ema_decay: float = 0.0
+    """Exponential moving average of the segmenter's weights (timm's ModelEmaV3 with its warm-up:
+    the decay grows as 1 - (1 + step)^(-2/3) up to this value); 0 = off. When on, validation and
+    the checkpoint's ``model`` (what eval / predict / export use) are the averaged weights. Not in
+    the paper: it steadies short from-scratch runs (docs/BENCHMARKS.md)."""
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     """Mixed precision on CUDA (auto = bf16 where supported); always off on CPU."""
     device: str = "auto"
@@ -471,6 +476,8 @@ def validate(cfg: Config) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key}: must be >= 0, got {value}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay: must be in [0, 1), got {cfg.train.ema_decay}")
     if cfg.train.lr <= 0:
         raise ConfigError(f"train.lr: must be positive, got {cfg.train.lr}")
     low, high = cfg.data.scale_range

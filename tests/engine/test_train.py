@@ -10,7 +10,7 @@ import torch
 
 from agmm.engine.checkpoint import load_checkpoint
 from agmm.engine.train import NonFiniteLossError, train
-from agmm.errors import ConfigError
+from agmm.errors import CheckpointError, ConfigError
 from agmm.gmm.loss import AGMMLoss
 
 
@@ -191,3 +191,56 @@ def test_gmm_warmup_trains_l_seg_only_first_then_adds_the_gmm(tiny_config):
 def test_negative_gmm_warmup_is_refused(tiny_config):
     with pytest.raises(ConfigError, match="loss.gmm_warmup_steps"):
         train(tiny_config("loss.gmm_warmup_steps=-1"))
+
+
+@pytest.mark.slow
+def test_weight_ema_is_validated_saved_and_resumed_exactly(tiny_config):
+    straight = tiny_config("train.validate=false", "train.steps=6", "train.ema_decay=0.9")
+    train(straight)
+    state = load_checkpoint(f"{straight.output_dir}/last.pt")
+    assert state["model"].keys() == state["model_train"].keys()
+    # the averaged weights lag behind the trained ones, and lie between the start and the end
+    name = next(k for k, v in state["model"].items() if v.is_floating_point() and v.ndim == 4)
+    assert not torch.equal(state["model"][name], state["model_train"][name])
+
+    interrupted = tiny_config("train.validate=false", "train.steps=6", "train.ema_decay=0.9")
+    train(interrupted, stop_at_step=3)
+    train(interrupted, resume="auto")
+    got = load_checkpoint(f"{interrupted.output_dir}/last.pt")
+    for key in ("model", "model_train"):
+        for param, value in state[key].items():
+            torch.testing.assert_close(got[key][param], value, rtol=0, atol=1e-6, msg=param)
+
+
+def test_weight_ema_follows_timms_warm_up_schedule(tiny_config):
+    """Update 1 copies the trained weights (decay 0); update 2 mixes with 1 - 2^(-2/3)."""
+    cfg = tiny_config(
+        "train.validate=false",
+        "train.steps=2",
+        "train.ema_decay=0.99",
+        "train.checkpoint_every=1",
+        "train.keep_checkpoints=2",
+    )
+    train(cfg)
+    first = load_checkpoint(f"{cfg.output_dir}/step_00000001.pt")
+    second = load_checkpoint(f"{cfg.output_dir}/step_00000002.pt")
+    decay = 1.0 - 2.0 ** (-2.0 / 3.0)
+    moved = 0
+    for param, trained in second["model_train"].items():
+        if not trained.is_floating_point() or param.endswith("num_batches_tracked"):
+            continue
+        torch.testing.assert_close(first["model"][param], first["model_train"][param], msg=param)
+        expected = decay * first["model_train"][param] + (1 - decay) * trained
+        torch.testing.assert_close(second["model"][param], expected, msg=param)
+        moved += int(not torch.equal(first["model_train"][param], trained))
+    assert moved > 0  # the weights did change between the two steps
+
+
+def test_ema_resume_from_a_checkpoint_without_ema_is_refused(tiny_config):
+    cfg = tiny_config("train.validate=false", "train.steps=2")
+    train(cfg, stop_at_step=1)
+    with_ema = tiny_config("train.validate=false", "train.steps=2", "train.ema_decay=0.9")
+    with pytest.raises(CheckpointError, match="no averaged weights"):
+        train(with_ema, resume=f"{cfg.output_dir}/last.pt")
+    with pytest.raises(ConfigError, match="train.ema_decay"):
+        train(tiny_config("train.ema_decay=1.0"))

@@ -6,6 +6,9 @@ File format (a ``torch.save`` dict, loadable with ``weights_only=True``)::
      "optimizer": ..., "scheduler": ..., "scaler": ... | None, "rng": {...}, "sampler": {"epoch", "position"},
      "skipped_steps": int, "config": dataclasses.asdict(cfg), "classes": [...], "num_classes": K,
      "palette": [[r, g, b], ...]}
+
+With ``train.ema_decay > 0``, ``model`` holds the averaged weights (what inference uses) and
+``model_train`` the trained ones (what a resumed run continues from).
 """
 
 from __future__ import annotations

@@ -156,6 +156,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=_may_leave_parameters_unused(cfg),
         )
+    ema = _build_ema(model, cfg)
     optimizer = build_optimizer(model, loss_fn, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
     amp_dtype = _amp_dtype(cfg, device)
@@ -181,7 +182,16 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
                 f"{resume_path}: checkpoint has {state['num_classes']} classes, "
                 f"dataset {cfg.data.name} has {num_classes}"
             )
-        load_state_dict_checked(model, state["model"], resume_path, "model")
+        # With an EMA, "model" holds the averaged weights and "model_train" the trained ones.
+        trained = state.get("model_train", state["model"])
+        load_state_dict_checked(model, trained, resume_path, "model")
+        if ema is not None:
+            if "model_train" not in state:
+                raise CheckpointError(
+                    f"{resume_path}: train.ema_decay={cfg.train.ema_decay} but the checkpoint has "
+                    "no averaged weights (it was trained without an EMA)"
+                )
+            load_state_dict_checked(ema.module, state["model"], resume_path, "EMA model")
         load_state_dict_checked(loss_fn, state["loss_module"], resume_path, "GMM loss module")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -211,7 +221,8 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         return {
             "format": FORMAT,
             "step": step,
-            "model": model.state_dict(),
+            "model": (ema.module if ema is not None else model).state_dict(),
+            **({"model_train": model.state_dict()} if ema is not None else {}),
             "loss_module": loss_fn.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -236,7 +247,9 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         if pseudo is not None:
             metrics.update(pseudo.compute_and_reset())
         if val_set is not None:
-            metrics.update(_validate(model, val_set, cfg, device))
+            if ema is not None:
+                dist_utils.broadcast_buffers(ema.module)
+            metrics.update(_validate(ema.module if ema else model, val_set, cfg, device))
         log.scalars(step, metrics)
         return metrics
 
@@ -290,6 +303,10 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
                 scaler.update()
             else:
                 optimizer.step()
+            if ema is not None:
+                ema.update(
+                    model, step=step + 1
+                )  # timm counts updates from 1 (decay 0 at the first)
             window.add(loss, losses["terms"], images=batch["image"].shape[0])
             if pseudo is not None:
                 pseudo.update(outputs, losses, batch)
@@ -442,6 +459,15 @@ def _with_box_seeds(cfg: Config) -> Config:
     dist_utils.barrier()
     data = dataclasses.replace(cfg.data, weak_label_dir=str(out_dir))
     return dataclasses.replace(cfg, data=data)
+
+
+def _build_ema(model: nn.Module, cfg: Config):
+    """timm's weight EMA of the segmenter, or None when ``train.ema_decay`` is 0."""
+    if not cfg.train.ema_decay:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=cfg.train.ema_decay, use_warmup=True)
 
 
 def _validate(model: nn.Module, val_set, cfg: Config, device: torch.device) -> dict:
