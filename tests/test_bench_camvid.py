@@ -58,3 +58,27 @@ def test_gap_closed_only_when_full_masks_are_clearly_better(bench, tmp_path):
     summary = bench.summarise(args, runs, {k: {"val/miou": v} for k, v in scores.items()})
     assert summary["table"]["points"]["gap_closed"] == pytest.approx(0.6)
     assert "gap_closed" not in summary["table"]["blocks"]  # full − L_seg = 1 point < 2
+
+
+def test_difference_says_whether_agmm_clears_two_seed_stds(bench, tmp_path):
+    args = bench.parse_args(["--quick", "--seeds", "3", "--out", str(tmp_path)])
+    runs = bench.plan_runs(args)
+    scores = {f"full_s{s}": 0.40 for s in range(3)}
+    for seed, (base, points, blocks) in enumerate(
+        [(0.20, 0.25, 0.21), (0.21, 0.26, 0.19), (0.22, 0.27, 0.23)]
+    ):
+        scores[f"points_seg_only_s{seed}"] = base
+        scores[f"points_agmm_s{seed}"] = points  # +5 with std 1: better by > 2 sd
+        scores[f"blocks_seg_only_s{seed}"] = base
+        scores[f"blocks_agmm_s{seed}"] = blocks  # +0 with std 2: within 2 sd
+    summary = bench.summarise(args, runs, {k: {"val/miou": v} for k, v in scores.items()})
+    points, blocks = (
+        summary["table"]["points"]["difference"],
+        summary["table"]["blocks"]["difference"],
+    )
+    assert points["mean"] == pytest.approx(5.0) and points["verdict"] == "better by > 2 sd"
+    assert blocks["mean"] == pytest.approx(0.0) and blocks["verdict"] == "within 2 sd"
+    assert (
+        bench.difference({"mean": 30, "std": 1, "n": 3}, {"mean": 25, "std": 1, "n": 3})["verdict"]
+        == "worse by > 2 sd"
+    )
