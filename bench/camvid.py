@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -177,9 +178,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def summarise(args, runs: list[Run], results: dict[str, dict]) -> dict:
     def scores(prefix: str) -> list[float]:
-        return [
-            100 * results[r.run_id]["val/miou"] for r in runs if r.run_id.startswith(prefix + "_s")
-        ]
+        pattern = re.compile(re.escape(prefix) + r"_s\d+")  # not points_agmm_sqeuclid_s0
+        return [100 * results[r.run_id]["val/miou"] for r in runs if pattern.fullmatch(r.run_id)]
 
     full = mean_std(scores("full"))
     table = {}
@@ -189,7 +189,7 @@ def summarise(args, runs: list[Run], results: dict[str, dict]) -> dict:
             values = scores(f"{supervision}_{column}")
             if values:
                 mean, std = mean_std(values)
-                row[column] = {"mean": mean, "std": std, "n": len(values)}
+                row[column] = {"mean": mean, "std": std, "n": len(values), "first": values[0]}
         base, best = row.get("seg_only"), row.get("agmm")
         # The ratio means nothing when full masks are not clearly above L_seg only (too few steps).
         if base and best and full[0] - base["mean"] >= MIN_GAP:
@@ -197,7 +197,11 @@ def summarise(args, runs: list[Run], results: dict[str, dict]) -> dict:
         if base and best:
             row["difference"] = difference(base, best)
         table[supervision] = row
-    return {"full": {"mean": full[0], "std": full[1], "n": len(scores("full"))}, "table": table}
+    full_scores = scores("full")
+    summary_full = {"mean": full[0], "std": full[1], "n": len(full_scores)}
+    if full_scores:
+        summary_full["first"] = full_scores[0]
+    return {"full": summary_full, "table": table}
 
 
 def difference(base: dict, best: dict) -> dict:
@@ -219,7 +223,11 @@ def difference(base: dict, best: dict) -> dict:
 def fmt(cell: dict | None) -> str:
     if not cell:
         return "–"
-    return f"{cell['mean']:.1f} ± {cell['std']:.1f}" if cell["n"] > 1 else f"{cell['mean']:.1f}"
+    if cell["n"] == 1:
+        return f"{cell['mean']:.1f}"
+    # the first seed too: the one-seed columns beside it come from that seed
+    first = f" (s0 {cell['first']:.1f})" if "first" in cell else ""
+    return f"{cell['mean']:.1f} ± {cell['std']:.1f}{first}"
 
 
 def efficiency(results: dict[str, dict], supervision: str) -> list[str]:

@@ -82,3 +82,15 @@ def test_difference_says_whether_agmm_clears_two_seed_stds(bench, tmp_path):
         bench.difference({"mean": 30, "std": 1, "n": 3}, {"mean": 25, "std": 1, "n": 3})["verdict"]
         == "worse by > 2 sd"
     )
+
+
+def test_seeded_cells_do_not_mix_in_the_other_distance(bench, tmp_path):
+    args = bench.parse_args(["--seeds", "2", "--default-distance", "l1", "--out", str(tmp_path)])
+    runs = bench.plan_runs(args)
+    scores = {run.run_id: 0.30 for run in runs}
+    scores["points_agmm_sqeuclid_s0"] = 0.90  # would drag the AGMM++ mean up if mixed in
+    summary = bench.summarise(args, runs, {k: {"val/miou": v} for k, v in scores.items()})
+    points = summary["table"]["points"]
+    assert points["agmm"]["mean"] == pytest.approx(30.0) and points["agmm"]["n"] == 2
+    assert points["agmm_sqeuclid"]["mean"] == pytest.approx(90.0)
+    assert bench.fmt(points["agmm"]) == "30.0 ± 0.0 (s0 30.0)"
