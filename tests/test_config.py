@@ -36,6 +36,22 @@ def test_the_paper_settings_and_cpu_presets_are_shipped():
     assert expected <= set(SHIPPED)
 
 
+def test_camvid_presets_balance_l_seg_and_the_paper_configs_do_not():
+    """CamVid's CPU presets average L_seg per class (docs/BENCHMARKS.md); the paper's stay per pixel."""
+    from agmm.engine.build import build_loss
+
+    for kind in ("points", "scribbles", "blocks", "boxes", "tags", "full"):
+        assert load_config(f"camvid/{kind}").loss.seg_reduction == "class"
+    for name in ("voc/points", "cityscapes/clicks20", "synthetic/demo"):
+        assert load_config(name).loss.seg_reduction == "pixel"
+
+    class Stub:  # build_loss only needs the decoder's channels
+        feature_channels = 8
+
+    loss = build_loss(load_config("camvid/points"), Stub(), 11)
+    assert loss.seg_reduction == "class" and loss.self_reduction == "pixel"
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_config_parses_and_builds_its_model(name):
     from agmm.engine.build import build_segmenter
