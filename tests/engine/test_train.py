@@ -202,6 +202,11 @@ def test_weight_ema_is_validated_saved_and_resumed_exactly(tiny_config):
     # the averaged weights lag behind the trained ones, and lie between the start and the end
     name = next(k for k, v in state["model"].items() if v.is_floating_point() and v.ndim == 4)
     assert not torch.equal(state["model"][name], state["model_train"][name])
+    # eval / predict / export rebuild the model from the averaged weights
+    from agmm.engine.checkpoint import load_model
+
+    model = load_model(f"{straight.output_dir}/last.pt")[0]
+    torch.testing.assert_close(model.state_dict()[name], state["model"][name])
 
     interrupted = tiny_config("train.validate=false", "train.steps=6", "train.ema_decay=0.9")
     train(interrupted, stop_at_step=3)
