@@ -303,10 +303,8 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
                 scaler.update()
             else:
                 optimizer.step()
-            if ema is not None:
-                ema.update(
-                    model, step=step + 1
-                )  # timm counts updates from 1 (decay 0 at the first)
+            if ema is not None:  # timm counts updates from 1 (decay 0 at the first)
+                ema.update(model, step=step + 1)
             window.add(loss, losses["terms"], images=batch["image"].shape[0])
             if pseudo is not None:
                 pseudo.update(outputs, losses, batch)

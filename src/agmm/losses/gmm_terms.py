@@ -7,9 +7,9 @@ contain has G = 0 by construction and is not used to push P down.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
+
+from agmm.losses.segmentation import REDUCTIONS, Reduction
 
 # log(p + _EPS): finite where G or P is exactly 0 or 1 (G = 1 at a one-pixel class's own pixel,
 # G = 0 for absent classes), and unlike clamping it keeps a gradient there.
@@ -27,7 +27,7 @@ def self_supervision_loss(
     present: torch.Tensor,
     weights: torch.Tensor | None = None,
     *,
-    reduction: Literal["pixel", "class"] = "pixel",
+    reduction: Reduction = "pixel",
 ) -> torch.Tensor:
     """L_self = BCE(P, G) averaged over pixels and present classes (Eq. 11).
 
@@ -41,8 +41,8 @@ def self_supervision_loss(
     small classes and the large classes dominate).
     Gradients reach both P and G (mutual supervision); detach G beforehand to stop them.
     """
-    if reduction not in ("pixel", "class"):
-        raise ValueError(f"reduction must be 'pixel' or 'class', got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     mask = present[:, :, None, None].to(probs.dtype)
     if weights is not None:
         mask = mask * weights[:, None].to(probs.dtype)
