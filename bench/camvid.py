@@ -181,7 +181,8 @@ def summarise(args, runs: list[Run], results: dict[str, dict]) -> dict:
         pattern = re.compile(re.escape(prefix) + r"_s\d+")  # not points_agmm_sqeuclid_s0
         return [100 * results[r.run_id]["val/miou"] for r in runs if pattern.fullmatch(r.run_id)]
 
-    full = mean_std(scores("full"))
+    full_scores = scores("full")
+    full = mean_std(full_scores)
     table = {}
     for supervision in args.supervisions:
         row = {}
@@ -197,7 +198,6 @@ def summarise(args, runs: list[Run], results: dict[str, dict]) -> dict:
         if base and best:
             row["difference"] = difference(base, best)
         table[supervision] = row
-    full_scores = scores("full")
     summary_full = {"mean": full[0], "std": full[1], "n": len(full_scores)}
     if full_scores:
         summary_full["first"] = full_scores[0]

@@ -79,16 +79,9 @@ def main() -> None:
                 if index == 0:
                     old, present_k = gmm["old"], gmm["present"]
                     spread["sigma"].append(old.sigma[present_k])
-                    spread["d2"].append(
-                        old.sq_dist.transpose(1, 2)[
-                            present_k[:, None].expand(-1, old.sq_dist.shape[2], -1)
-                        ]
-                    )
-                    spread["G"].append(
-                        old.probs.transpose(1, 2)[
-                            present_k[:, None].expand(-1, old.probs.shape[2], -1)
-                        ]
-                    )
+                    # (B, K, N) -> the values of every pixel for the present classes
+                    spread["d2"].append(old.sq_dist[present_k])
+                    spread["G"].append(old.probs[present_k])
                 for which in ("old", "new"):
                     labels = gmm_to_labels(
                         gmm[f"gmm_{which}"], tuple(masks.shape[-2:]), gmm["present"]

@@ -188,16 +188,25 @@ def test_one_pixel_label_at_input_resolution_shapes_g(stride):
     density=st.sampled_from([0.0, 0.003, 0.2, 1.0]),
     classes=st.integers(1, 4),
     distance=st.sampled_from(["l1", "sqeuclid"]),
+    reduction=st.sampled_from(["pixel", "class"]),
+    pseudo_labels=st.sampled_from(["gmm", "assign"]),
 )
-def test_loss_and_gradients_are_finite(seed, density, classes, distance):
-    """Empty images, all-ignored crops, one-pixel and single classes never give NaN or inf."""
+def test_loss_and_gradients_are_finite(seed, density, classes, distance, reduction, pseudo_labels):
+    """Empty images, all-ignored crops, one-pixel and single classes never give NaN or inf, with
+    either reduction of L_seg / L_self and either kind of pseudo label."""
     features, logits, labels = make_batch(seed=seed, density=density, classes=classes)
     labels[labels >= classes] = 255
     features.requires_grad_(True)
     logits.requires_grad_(True)
     torch.manual_seed(0)
     criterion = AGMMLoss(
-        in_channels=6, num_classes=classes, embed_dim=5, distance=distance
+        in_channels=6,
+        num_classes=classes,
+        embed_dim=5,
+        distance=distance,
+        seg_reduction=reduction,
+        self_reduction=reduction,
+        pseudo_labels=pseudo_labels,
     ).double()
     out = criterion(features, logits, labels)
     out["loss"].backward()

@@ -157,6 +157,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
             find_unused_parameters=_may_leave_parameters_unused(cfg),
         )
     ema = _build_ema(model, cfg)
+    eval_model = ema.module if ema is not None else model  # validated and saved as "model"
     optimizer = build_optimizer(model, loss_fn, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
     amp_dtype = _amp_dtype(cfg, device)
@@ -221,7 +222,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         return {
             "format": FORMAT,
             "step": step,
-            "model": (ema.module if ema is not None else model).state_dict(),
+            "model": eval_model.state_dict(),
             **({"model_train": model.state_dict()} if ema is not None else {}),
             "loss_module": loss_fn.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -249,7 +250,7 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         if val_set is not None:
             if ema is not None:
                 dist_utils.broadcast_buffers(ema.module)
-            metrics.update(_validate(ema.module if ema else model, val_set, cfg, device))
+            metrics.update(_validate(eval_model, val_set, cfg, device))
         log.scalars(step, metrics)
         return metrics
 

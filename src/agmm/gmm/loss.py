@@ -17,7 +17,7 @@ from agmm.losses import (
     self_supervision_loss,
     weak_loss,
 )
-from agmm.losses.segmentation import REDUCTIONS
+from agmm.losses.segmentation import REDUCTIONS, Reduction
 
 CON_KINDS = ("eq14", "eq13")
 PSEUDO_LABEL_KINDS = ("gmm", "assign")
@@ -100,8 +100,8 @@ class AGMMLoss(nn.Module):
         self_resolution: Literal["feature", "label"] = "feature",
         self_classes: Literal["present", "all"] = "present",
         posterior: bool = False,
-        seg_reduction: Literal["pixel", "class"] = "pixel",
-        self_reduction: Literal["pixel", "class"] = "pixel",
+        seg_reduction: Reduction = "pixel",
+        self_reduction: Reduction = "pixel",
         lambda_seg: float = 1.0,
         lambda_gmm: float = 1.0,
         lambda_self: float = 1.0,
