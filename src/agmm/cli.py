@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from agmm import __version__
@@ -20,6 +21,9 @@ COMMAND_MODULES = (
     "agmm.data.commands",  # check-labels, make-labels
     "agmm.seeds.commands",  # seeds
 )
+
+# A config override: a dotted key, '=', a value (a path such as runs/a=b/last.pt is not one).
+OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None):
+    """``parser.parse_args``, except that for a verb with ``key=value`` overrides (train, demo)
+    every such token is an override wherever it stands: before or after ``--resume [PATH]`` or
+    between options; argparse alone would take it as the optional PATH or reject it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = next(
+        action.choices
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    verb_at = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
+    verb = verbs.get(argv[verb_at]) if verb_at is not None else None
+    if verb is None or not any(action.dest == "overrides" for action in verb._actions):
+        return parser.parse_args(argv)
+    rest = argv[: verb_at + 1]
+    overrides = []
+    for token in argv[verb_at + 1 :]:
+        (overrides if OVERRIDE.match(token) else rest).append(token)
+    args = parser.parse_args(rest)
+    args.overrides = overrides + list(args.overrides or [])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

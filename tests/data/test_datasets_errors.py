@@ -107,3 +107,17 @@ def test_skip_bad_leaves_out_and_reports_every_bad_image(camvid_tree, files, cap
 def test_unknown_supervision_lists_the_valid_ones(camvid_tree):
     with pytest.raises(DataError, match="valid: points, scribbles"):
         build_dataset("camvid", root=camvid_tree, split="train", supervision="clicks")
+
+
+def test_a_bad_image_read_by_a_dataloader_worker_is_one_line(camvid_tree):
+    from torch.utils.data import DataLoader
+
+    path = camvid_tree / "images/train/0001TP_001t.png"
+    path.write_bytes(b"not an image")
+    dataset = build_dataset("camvid", root=camvid_tree, split="train", supervision="points")
+    loader = DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=lambda samples: samples)
+    with pytest.raises(DataError) as caught:
+        list(loader)
+    message = str(caught.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"{path}: cannot read image")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agmm.cli import build_parser, main
+from agmm.cli import build_parser, main, parse_args
 from tests.engine.conftest import TINY
 
 
@@ -19,6 +19,22 @@ def test_train_arguments():
     assert args.resume == "auto"
     args = parser.parse_args(["train", "--resume", "runs/x/last.pt", "train.steps=9"])
     assert args.resume == "runs/x/last.pt" and args.overrides == ["train.steps=9"]
+
+
+@pytest.mark.parametrize(
+    "argv, resume",
+    [
+        (["--resume", "train.steps=45", "data.root=R"], "auto"),
+        (["--resume", "data.root=R", "train.steps=45"], "auto"),
+        (["train.steps=45", "--resume", "data.root=R"], "auto"),
+        (["--resume", "runs/a=b/last.pt", "train.steps=45", "data.root=R"], "runs/a=b/last.pt"),
+        (["train.steps=45", "--resume", "runs/x/last.pt", "data.root=R"], "runs/x/last.pt"),
+    ],
+)
+def test_key_value_tokens_are_overrides_wherever_they_stand(argv, resume):
+    args = parse_args(build_parser(), ["train", "--config", "camvid/points", *argv])
+    assert args.resume == resume and args.config == "camvid/points"
+    assert sorted(args.overrides) == ["data.root=R", "train.steps=45"]
 
 
 def test_bad_config_key_fails_before_training_with_exit_code_1(capsys):

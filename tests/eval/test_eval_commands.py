@@ -152,3 +152,66 @@ def test_run_pictures_and_report_from_a_checkpoint(tmp_path, checkpoint, capsys)
         assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 5
     assert main(["report", str(run)]) == 0
     assert (run / "report.html").read_text().count("data:image/png;base64") == 2
+
+
+@pytest.fixture(scope="module")
+def resizing_checkpoint(tmp_path_factory):
+    """A checkpoint whose config evaluates at half size (data.eval_resize=16 for 32 x 48 images)."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt16") / "last.pt", ["data.eval_resize=16"])
+
+
+def synthetic_dataset(split="train", **kwargs):
+    from agmm.config import load_config
+    from agmm.data import build_dataset
+
+    cfg = load_config("synthetic/demo", [DATA])
+    return build_dataset("synthetic", root=None, split=split, **cfg.data.dataset_args, **kwargs)
+
+
+def test_pseudo_labels_are_written_at_each_images_own_size(tmp_path, resizing_checkpoint, capsys):
+    out = tmp_path / "stage2"
+    assert main(["pseudo-labels", "--checkpoint", str(resizing_checkpoint), "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    for path in out.glob("*.png"):
+        with Image.open(path) as label:
+            assert label.size == (48, 32)  # (W, H) of the images, not of data.eval_resize
+    summary = json.loads((out / "pseudo_labels.json").read_text())
+    assert summary["resize"] == 16 and summary["split"] == "train"
+    assert summary["quality"]["weak_miou"] == pytest.approx(1.0)  # clicks from the same masks
+    stage2 = synthetic_dataset(supervision="blocks", weak_label_dir=out)
+    assert tuple(stage2[0]["weak_label"].shape) == (32, 48)  # the next stage reads them
+
+
+def test_predict_honours_eval_resize_and_round_trips_through_eval(
+    tmp_path, resizing_checkpoint, capsys
+):
+    dataset = synthetic_dataset(split="val")
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, name in enumerate(dataset.names):
+        Image.fromarray(dataset.read_raw(index)["image"]).save(images / f"{name}.png")
+    preds, native = tmp_path / "pred", tmp_path / "native"
+    checkpoint = ["--checkpoint", str(resizing_checkpoint), "--quiet"]
+    assert main(["predict", *checkpoint, str(images), "--out", str(preds), "--probs"]) == 0
+    assert main(["predict", *checkpoint, str(images), "--out", str(native), "--probs", "--resize", "0"]) == 0  # fmt: skip
+    with Image.open(next(preds.glob("*.png"))) as mask:
+        assert mask.size == (48, 32)  # written at the image's own size
+    resized_probs = np.load(next(preds.glob("*.npy")))
+    assert resized_probs.shape[-2:] == (32, 48)
+    # the model saw the image at data.eval_resize, not at its own size
+    assert not np.allclose(resized_probs, np.load(native / next(preds.glob("*.npy")).name))
+    base = ["eval", *checkpoint, "--out"]
+    assert main([*base, str(tmp_path / "model.json")]) == 0
+    assert main([*base, str(tmp_path / "pngs.json"), "--predictions", str(preds)]) == 0
+    from_model = json.loads((tmp_path / "model.json").read_text())
+    from_pngs = json.loads((tmp_path / "pngs.json").read_text())
+    assert from_pngs["num_images"] == from_model["num_images"] == 3
+    assert from_pngs["miou"] == pytest.approx(from_model["miou"], abs=0.1)
+
+
+def test_eval_json_records_its_split_and_resize(tmp_path, resizing_checkpoint, capsys):
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", str(resizing_checkpoint), "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    metrics = json.loads(out.read_text())
+    assert metrics["split"] == "val" and metrics["resize"] == 16
+    assert main(["eval", "--checkpoint", str(resizing_checkpoint), "--out", str(out), "--quiet", "--resize", "0"]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["resize"] is None

@@ -119,21 +119,31 @@ def _inference_kwargs(args: argparse.Namespace, device) -> dict:
     }
 
 
-def _build_dataset(args, cfg, meta: dict, *, split: str, supervision: str = "full", **extra):
-    """The dataset named on the command line (or the checkpoint's), with an eval transform;
+def _resize(args, cfg) -> int | None:
+    """The shorter image side the model sees: ``--resize`` (0 = original size), else the
+    config's ``data.eval_resize`` when the dataset is the checkpoint's own, else None."""
+    own = (getattr(args, "data", None) or cfg.data.name) == cfg.data.name
+    resize = args.resize if args.resize is not None else (cfg.data.eval_resize if own else None)
+    return resize or None
+
+
+def _build_dataset(
+    args, cfg, meta: dict, *, split: str, supervision: str = "full", own_size=False, **extra
+):
+    """The dataset named on the command line (or the checkpoint's), with an eval transform
+    resizing to :func:`_resize` (none with ``own_size``: samples at each image's own size);
     checked against the checkpoint's number of classes."""
     from agmm.data import build_dataset
     from agmm.data.transforms import EvalTransform
 
     name = args.data or cfg.data.name
     own = name == cfg.data.name
-    resize = args.resize if args.resize is not None else (cfg.data.eval_resize if own else None)
     dataset = build_dataset(
         name,
         root=args.root or (cfg.data.root if own else None),
         split=split,
         supervision=supervision,
-        transform=EvalTransform(resize=resize or None),
+        transform=EvalTransform(resize=None if own_size else _resize(args, cfg)),
         seed=cfg.seed,
         **({**cfg.data.dataset_args, **extra} if own else extra),
     )
@@ -199,7 +209,10 @@ def _run_eval(args: argparse.Namespace, device) -> int:
         return 0
     print(format_table(result))
     if args.out:
-        path = write_metrics(result, args.out, extra=_protocol(args))
+        protocol = _protocol(
+            args, split=args.split or cfg.data.val_split, resize=_resize(args, cfg)
+        )
+        path = write_metrics(result, args.out, extra=protocol)
         print(f"wrote {path}")
     return 0
 
@@ -210,10 +223,16 @@ def _is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def _protocol(args) -> dict:
+def _protocol(args, *, split: str, resize: int | None) -> dict:
+    """How a metrics file was made: checkpoint, data, split, resize and the test protocol."""
     return {
         "checkpoint": str(args.checkpoint),
-        "split": args.split,
+        "data": getattr(args, "data", None),
+        "root": getattr(args, "root", None),
+        "split": split,
+        "resize": resize,
+        "predictions": getattr(args, "predictions", None),
+        "max_images": getattr(args, "max_images", None),
         "scales": list(args.scales),
         "flip": bool(args.flip),
         "sliding": _sliding(getattr(args, "sliding", None)),
@@ -298,6 +317,14 @@ def _register_predict(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--probs", action="store_true", help="also save probabilities (.npy)")
+    parser.add_argument(
+        "--resize",
+        type=int,
+        default=None,
+        help="the model sees each image with its shorter side resized to this many pixels; "
+        "masks are written at the image's own size (default: the config's data.eval_resize, as "
+        "`agmm eval` uses; 0 = original size)",
+    )
     _add_test_protocol(parser)
     parser.set_defaults(batch_size=4)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -308,13 +335,14 @@ def run_predict(args: argparse.Namespace) -> int:
     from agmm.eval.predict import predict_images
 
     device = _device(args.device)
-    model, _, meta = _load_model(args, device)
+    model, cfg, meta = _load_model(args, device)
     written = predict_images(
         model,
         args.inputs,
         args.out,
         palette=meta["palette"],
         save_probs=args.probs,
+        resize=_resize(args, cfg),
         **_inference_kwargs(args, device),
     )
     print(f"wrote {len(written)} masks to {args.out}")
@@ -379,15 +407,18 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
         meta,
         split=args.split,
         supervision=supervision,
+        own_size=True,  # labels at each image's own size, for the next stage to read
         weak_label_dir=weak_dir,
         weak_label_args=weak_args,
     )
+    resize = _resize(args, cfg)
     result = write_pseudo_labels(
         model,
         dataset,
         args.out,
         keep_weak_labels=not args.no_keep_weak,
         palette=meta["palette"],
+        resize=resize,
         **_inference_kwargs(args, device),
     )
     quality = {}
@@ -398,6 +429,7 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
             loss_module=load_gmm_module(args.checkpoint, cfg, model, device=device),
             device=device,
             progress=not args.quiet,
+            resize=resize,
         )
     if _is_main():
         print(f"wrote {result['num_images']} pseudo labels to {result['out_dir']}")
@@ -415,7 +447,9 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
             print(f"  {name:<30} {_percent(value)}")
         if "weak_coverage" in quality:
             print(f"  {'weak label coverage':<30} {_percent(quality['weak_coverage'])}")
-        safe = _nan_to_none({**result, "quality": quality, **_protocol(args)})
+        safe = _nan_to_none(
+            {**result, "quality": quality, **_protocol(args, split=args.split, resize=resize)}
+        )
         safe["quality"] = _nan_to_none(quality)
         (Path(args.out) / "pseudo_labels.json").write_text(json.dumps(safe, indent=2) + "\n")
     return 0

@@ -156,6 +156,53 @@ def predict_logits(
     return probs
 
 
+def resized_scales(
+    scales: Sequence[float], image_hw: tuple[int, int], resize: int | None
+) -> tuple[float, ...]:
+    """``scales`` relative to an image resized so that its shorter side is ``resize`` pixels.
+
+    ``predict_logits(images, scales=resized_scales(scales, (H, W), resize))`` runs the model on
+    the resized image (as ``EvalTransform(resize)`` would give it) and returns probabilities at
+    the image's own size (H, W). ``resize`` None or 0: ``scales`` unchanged.
+    """
+    if not resize:
+        return tuple(scales)
+    factor = resize / min(image_hw)
+    return tuple(scale * factor for scale in scales)
+
+
+def predict_at_own_size(
+    model: nn.Module,
+    images: torch.Tensor,
+    image_hws: Sequence[tuple[int, int]],
+    *,
+    resize: int | None,
+    **options,
+) -> torch.Tensor:
+    """Probabilities (B, K, H, W) of a padded batch (B, 3, H, W) whose image i is ``image_hws[i]``
+    (top-left), each predicted with its shorter side resized to ``resize`` and returned at its own
+    size; padding gets probability 0. ``options``: scales, flip, sliding of :func:`predict_logits`.
+    """
+    scales = options.pop("scales", (1.0,))
+    height, width = images.shape[-2:]
+    if all(tuple(hw) == (height, width) for hw in image_hws):
+        return predict_logits(
+            model, images, scales=resized_scales(scales, (height, width), resize), **options
+        )
+    probs = None
+    for i, (image_h, image_w) in enumerate(image_hws):  # images of different sizes: one by one
+        one = predict_logits(
+            model,
+            images[i : i + 1, :, :image_h, :image_w],
+            scales=resized_scales(scales, (image_h, image_w), resize),
+            **options,
+        )
+        if probs is None:
+            probs = one.new_zeros((images.shape[0], one.shape[1], height, width))
+        probs[i, :, :image_h, :image_w] = one[0]
+    return probs
+
+
 # --- dataset evaluation -------------------------------------------------------------------------
 
 
@@ -232,10 +279,13 @@ def iterate_predictions(
     sampler: Sampler | None = None,
     num_workers: int = 0,
     desc: str = "eval",
+    resize: int | None = None,
 ) -> Iterator[tuple[dict, torch.Tensor]]:
     """Yields ``(batch, probs)`` with probs (B, K, H, W) for each collated batch of ``dataset``.
 
     Padding added by ``collate_batch`` is marked in ``batch["valid_mask"]``; its masks are 255.
+    ``resize``: the model sees each image with its shorter side resized to this many pixels, and
+    the probabilities come back at the image's own size (see :func:`predict_at_own_size`).
     """
     from tqdm.auto import tqdm
 
@@ -253,12 +303,29 @@ def iterate_predictions(
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
             images = batch["image"].to(device)
-            probs = predict_logits(model, images, scales=scales, flip=flip, sliding=sliding)
+            if resize:
+                image_hws = [unpadded_size(valid) for valid in batch["valid_mask"]]
+                probs = predict_at_own_size(
+                    model,
+                    images,
+                    image_hws,
+                    resize=resize,
+                    scales=scales,
+                    flip=flip,
+                    sliding=sliding,
+                )
+            else:
+                probs = predict_logits(model, images, scales=scales, flip=flip, sliding=sliding)
             if crf:
                 probs = refine_with_crf(images, probs, crf)
             yield batch, probs
     finally:
         model.train(was_training)
+
+
+def unpadded_size(valid_mask: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of the real image inside a padded (H', W') ``valid_mask`` (top-left aligned)."""
+    return int(valid_mask.any(dim=1).sum()), int(valid_mask.any(dim=0).sum())
 
 
 def _model_device(model: nn.Module) -> torch.device:

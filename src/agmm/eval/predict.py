@@ -146,8 +146,11 @@ def predict_images(
     device=None,
     progress: bool = True,
     num_workers: int = 0,
+    resize: int | None = None,
 ) -> list[Path]:
-    """Predicts every image in ``inputs`` (files or folders) and writes ``out_dir/<name>.png``.
+    """Predicts every image in ``inputs`` (files or folders) and writes ``out_dir/<name>.png``
+    at the image's own size. ``resize``: the model sees each image with its shorter side resized
+    to this many pixels (as ``EvalTransform(resize)`` gives it to ``evaluate``).
 
     PNGs are "P"-mode label maps coloured with ``palette`` (K, 3); with ``save_probs`` also
     ``out_dir/<name>.npy``: the (K, H, W) float16 probabilities. Images of the same size are
@@ -157,7 +160,7 @@ def predict_images(
     from tqdm.auto import tqdm
 
     from agmm.eval.crf import crf_refine
-    from agmm.eval.inference import _model_device, predict_logits
+    from agmm.eval.inference import _model_device, predict_logits, resized_scales
 
     images = list_images(inputs)
     paths = [path for path, _ in images]
@@ -176,8 +179,13 @@ def predict_images(
     try:
         with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
             for batch in loader:
+                pixels = batch["image"].to(device)  # one size per batch (same_size_batches)
                 probs = predict_logits(
-                    model, batch["image"].to(device), scales=scales, flip=flip, sliding=sliding
+                    model,
+                    pixels,
+                    scales=resized_scales(scales, tuple(pixels.shape[-2:]), resize),
+                    flip=flip,
+                    sliding=sliding,
                 ).cpu()
                 for i, index in enumerate(batch["index"]):
                     image_probs = probs[i].numpy()
@@ -198,11 +206,15 @@ def predict_images(
 def evaluate_saved_predictions(pred_dir: str | Path, dataset: Dataset, *, progress=True) -> dict:
     """mIoU of label PNGs ``pred_dir/<name>.png`` against the dataset's masks.
 
+    A prediction at its image's own size (as ``agmm predict`` and ``agmm pseudo-labels`` write it)
+    is resized with nearest neighbour to the mask's size when the dataset resizes its samples, the
+    same rule the mask went through, so the score matches the model's under the same resize.
     Returns the same keys as :func:`agmm.eval.inference.evaluate`. A missing prediction is a
-    DataError, one whose size differs from the mask a LabelError, both naming the file.
+    DataError, one whose size fits neither the mask nor its image a LabelError, both naming the file.
     """
     from tqdm.auto import tqdm
 
+    from agmm.data.transforms import resize_label
     from agmm.eval.metrics import ConfusionMatrix
 
     pred_dir = Path(pred_dir)
@@ -212,11 +224,15 @@ def evaluate_saved_predictions(pred_dir: str | Path, dataset: Dataset, *, progre
         path = pred_dir / f"{sample['name']}.png"
         if not path.is_file():
             raise DataError(f"{path}: no prediction for image {sample['name']}")
-        pred = torch.from_numpy(read_label_png(path))
-        if tuple(pred.shape) != tuple(sample["mask"].shape):
+        pred = read_label_png(path)
+        mask_hw = tuple(sample["mask"].shape)
+        if pred.shape != mask_hw and _shorter_side_resize(pred.shape, mask_hw):
+            pred = resize_label(pred.astype(np.uint8), mask_hw)
+        pred = torch.from_numpy(pred.astype(np.int64))
+        if tuple(pred.shape) != mask_hw:
             raise LabelError(
                 f"{path}: prediction is {tuple(pred.shape)} (H, W) but the mask of "
-                f"{sample['name']} is {tuple(sample['mask'].shape)}"
+                f"{sample['name']} is {mask_hw}, nor is it that size resized (same aspect ratio)"
             )
         confusion.update(pred, sample["mask"])
     return {
@@ -227,3 +243,9 @@ def evaluate_saved_predictions(pred_dir: str | Path, dataset: Dataset, *, progre
         "classes": list(getattr(dataset, "classes", [])),
         "num_images": len(dataset),
     }
+
+
+def _shorter_side_resize(own_hw: tuple[int, int], mask_hw: tuple[int, int]) -> bool:
+    """Whether ``EvalTransform(resize=min(mask_hw))`` turns an image of ``own_hw`` into ``mask_hw``."""
+    scale = min(mask_hw) / min(own_hw)
+    return (max(1, round(own_hw[0] * scale)), max(1, round(own_hw[1] * scale))) == tuple(mask_hw)

@@ -129,11 +129,15 @@ def pseudo_label_quality(
     device=None,
     max_images: int | None = None,
     progress: bool = True,
+    resize: int | None = None,
 ) -> dict[str, float]:
     """Quality of the weak labels, G (with ``loss_module``, an ``AGMMLoss``) and P on ``dataset``.
 
     ``dataset`` gives ``image``, ``weak_label`` and dense ``mask`` (use the training split with a
-    deterministic transform). The model runs once per image at a single scale; G comes from
+    deterministic transform). Every label is scored at the sample's own size; ``resize``: the
+    model sees each image with its shorter side resized to this many pixels and its logits are
+    resized back (weak labels and masks are never resized, so exact weak labels score 100 %).
+    The model runs once per image at a single scale; G comes from
     ``loss_module.fit_gmm(features, weak_labels, valid_mask)``. Returns
     :meth:`PseudoLabelQuality.compute` plus ``num_images``. DDP-aware like ``evaluate``.
     """
@@ -164,14 +168,28 @@ def pseudo_label_quality(
         for batch in tqdm(loader, desc="pseudo-label quality", disable=not show, unit="batch"):
             images = batch["image"].to(device)
             weak_labels = batch["weak_label"].to(device)
-            out = model(images)  # {"logits": (B, K, H, W), "features": (B, C, h, w), ...}
+            size = tuple(images.shape[-2:])
+            if resize:
+                scale = resize / min(size)
+                images = F.interpolate(
+                    images,
+                    size=(max(1, round(size[0] * scale)), max(1, round(size[1] * scale))),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+            out = model(images)  # {"logits": (B, K, h', w'), "features": (B, C, h, w), ...}
+            logits = out["logits"]
+            if tuple(logits.shape[-2:]) != size:
+                logits = F.interpolate(
+                    logits.float(), size=size, mode="bilinear", align_corners=False
+                )
             gmm = {}
             if loss_module is not None:
                 fitted = loss_module.fit_gmm(
                     out["features"], weak_labels, batch["valid_mask"].to(device)
                 )
                 gmm = {k: fitted[k] for k in ("gmm_old", "gmm_new", "present")}
-            quality.update(batch["mask"], weak_labels=weak_labels, logits=out["logits"], **gmm)
+            quality.update(batch["mask"], weak_labels=weak_labels, logits=logits, **gmm)
             num_images += images.shape[0]
     finally:
         for module, mode in zip(modules, modes):
@@ -197,11 +215,6 @@ def load_gmm_module(checkpoint: str | Path, cfg, model: nn.Module, *, device=Non
     return loss_module.to(device or "cpu").eval()
 
 
-def _unpadded_size(valid_mask: torch.Tensor) -> tuple[int, int]:
-    """(H, W) of the real image inside a padded (H', W') ``valid_mask``."""
-    return int(valid_mask.any(dim=1).sum()), int(valid_mask.any(dim=0).sum())
-
-
 def write_pseudo_labels(
     model: nn.Module,
     dataset: Dataset,
@@ -216,8 +229,12 @@ def write_pseudo_labels(
     batch_size: int = 1,
     device=None,
     progress: bool = True,
+    resize: int | None = None,
 ) -> dict:
-    """Writes ``out_dir/<name>.png``: the model's arg-max prediction for every dataset image.
+    """Writes ``out_dir/<name>.png``: the model's arg-max prediction for every dataset image,
+    at the size of the dataset's sample (give a dataset without a resizing transform so that a
+    next stage can read the labels beside its images). ``resize``: the model sees each image with
+    its shorter side resized to this many pixels; its probabilities are resized back.
 
     With ``keep_weak_labels`` the sample's weak label overrides the prediction where it labels a
     pixel (points, scribbles and blocks are exact). ``scales``/``flip``/``sliding``/``crf`` as in
@@ -229,6 +246,7 @@ def write_pseudo_labels(
         _rank_shard,
         iterate_predictions,
         sum_over_ranks,
+        unpadded_size,
     )
     from agmm.eval.predict import save_label_png
 
@@ -250,13 +268,14 @@ def write_pseudo_labels(
         progress=progress and is_main,
         sampler=sampler,
         desc="pseudo-labels",
+        resize=resize,
     ):
         labels = probs.argmax(dim=1).cpu()
         if keep_weak_labels:
             weak = batch["weak_label"]
             labels = torch.where(weak != 255, weak, labels)
         for i, name in enumerate(batch["name"]):
-            height, width = _unpadded_size(batch["valid_mask"][i])
+            height, width = unpadded_size(batch["valid_mask"][i])
             label = labels[i, :height, :width]
             confusion.update(label, batch["mask"][i, :height, :width])
             save_label_png(label.numpy(), out_dir / f"{name}.png", palette)
