@@ -121,3 +121,15 @@ def test_a_bad_image_read_by_a_dataloader_worker_is_one_line(camvid_tree):
     message = str(caught.value)
     assert "\n" not in message and "Traceback" not in message
     assert message.startswith(f"{path}: cannot read image")
+
+
+def test_dataset_args_the_dataset_does_not_take_are_named(camvid_tree, tmp_path, capsys):
+    from agmm.cli import main
+    from agmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"dataset 'camvid' does not take 'num_images'; valid: "):
+        build_dataset("camvid", root=camvid_tree, split="train", num_images=3)
+    argv = ["train", "--config", "synthetic/demo", "data.name=camvid", f"data.root={camvid_tree}"]
+    assert main([*argv, f"output_dir={tmp_path}/run"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "data.dataset_args: dataset 'camvid' does not take" in error
