@@ -70,7 +70,9 @@ class ModelConfig:
     """A key of ``agmm.models.MODELS`` (deeplabv3plus, vit)."""
     backbone: str = "resnet101"
     pretrained: bool | str = True
-    """True = ImageNet weights by timm name, a string = local weights file, False = from scratch."""
+    """True = ImageNet weights by timm name (download), ``imagenet`` = from an installed registry
+    package where one ships them (tf_efficientnet_lite0/1/2; timm's download otherwise), another
+    string = local weights file, False = from scratch."""
     output_stride: int | None = 8
     """8 or 16 for DeepLabV3+ (the paper: 8 on PASCAL); None for a ViT (its patch size)."""
     cls_head: bool | None = None
@@ -161,7 +163,12 @@ class TrainConfig:
     the checkpoint's ``model`` (what eval / predict / export use) are the averaged weights. Not in
     the paper: it steadies short from-scratch runs (docs/BENCHMARKS.md)."""
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
-    """Mixed precision on CUDA (auto = bf16 where supported); always off on CPU."""
+    """Mixed precision of the training step: auto = bf16 where the device computes it natively
+    (CUDA with bf16; CPUs with AVX-512 BF16 or AMX), else float32; fp16 is CUDA only. The GMM
+    always runs in float32. Validation and eval stay float32."""
+    channels_last: bool = False
+    """Model and images in NHWC memory format (faster convolutions with bf16 on CPU, see
+    bench/train_speed.py)."""
     device: str = "auto"
     """auto = this process's CUDA device (LOCAL_RANK) if any, else CPU; or e.g. "cpu", "cuda"."""
     num_threads: int | None = None
@@ -511,6 +518,7 @@ def validate_paths(cfg: Config) -> None:
             raise ConfigError(f"{key}: folder {folder} does not exist")
     if (
         isinstance(cfg.model.pretrained, str)
+        and cfg.model.pretrained != "imagenet"
         and not Path(cfg.model.pretrained).expanduser().is_file()
     ):
         raise ConfigError(f"model.pretrained: weights file {cfg.model.pretrained} does not exist")

@@ -144,6 +144,8 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
         )
     val_set = build_val_dataset(cfg) if cfg.train.validate else None
     model = build_segmenter(cfg, num_classes).to(device)
+    if cfg.train.channels_last:  # NHWC convolutions: faster with bf16 on CPUs with AMX
+        model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg, model, num_classes).to(device)
     step_module = TrainStep(model, loss_fn, cam_seeds=_cam_seed_fn(cfg, train_set))
     if world > 1 and device.type == "cuda" and cfg.train.sync_bn:
@@ -208,7 +210,10 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(dump_config(cfg))
-        where = f"{world} process(es) on {device.type}"
+        precision = "float32" if amp_dtype is None else str(amp_dtype).replace("torch.", "")
+        where = f"{world} process(es) on {device.type}, {precision} autocast"
+        if cfg.train.channels_last:
+            where += ", channels_last"
         log.message(
             f"agmm train: {cfg.name or 'run'} on {cfg.data.name}/{cfg.data.supervision}, {len(train_set)} "
             f"images, {num_classes} classes, {where}, steps {step}->{cfg.train.steps}"
@@ -263,6 +268,8 @@ def _train(cfg: Config, device: torch.device, resume, stop_at_step: int | None) 
     while step < cfg.train.steps:
         epoch, position, batch = next(batches)
         batch = _to_device(batch, device)
+        if cfg.train.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(
             device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
@@ -378,14 +385,36 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def _amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
-    """bf16 / fp16 autocast on CUDA as configured; None (float32) on CPU."""
-    if device.type != "cuda" or cfg.train.amp == "off":
+    """The autocast dtype of the training step, None = float32.
+
+    CUDA: fp16 or bf16 as configured, ``auto`` = bf16 where supported. CPU: ``bf16``, or ``auto``
+    where the CPU computes bf16 natively (AVX-512 BF16 or AMX: 1.2-2x faster steps, see
+    docs/training.md); ``fp16`` is a CUDA-only choice. The GMM runs in float32 either way.
+    """
+    amp = cfg.train.amp
+    if amp == "off":
         return None
-    if cfg.train.amp == "fp16":
-        return torch.float16
-    if cfg.train.amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if device.type == "cuda":
+        if amp == "fp16":
+            return torch.float16
+        if amp == "bf16" or torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if device.type == "cpu":
+        if amp == "fp16":
+            raise ConfigError("train.amp=fp16 needs CUDA; on a CPU use bf16, auto or off")
+        if amp == "bf16" or cpu_has_native_bf16():
+            return torch.bfloat16
     return None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (AVX-512 BF16 or AMX; Linux flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no cheap, reliable way to tell, so stay in float32
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def _may_leave_parameters_unused(cfg: Config) -> bool:

@@ -165,10 +165,10 @@ class AGMMLoss(nn.Module):
         batch, _, height, width = features.shape
         with torch.autocast(device_type=features.device.type, enabled=False):
             # The GMM runs in the module's precision (float32, or float64 in tests), even under AMP.
-            embeddings = self.squeeze(features.to(self.squeeze.weight.dtype))
+            feats = self._squeeze(features.to(self.squeeze.weight.dtype))  # (B, C', N)
             if self.stop_gradient:
-                embeddings = embeddings.detach()
-            feats = embeddings.flatten(2)  # (B, C', N)
+                feats = feats.detach()
+            embeddings = feats.view(batch, -1, height, width)
             label_weights = gmm_fn.pool_labels(
                 weak_labels,
                 self.num_classes,
@@ -203,6 +203,18 @@ class AGMMLoss(nn.Module):
             "new": new,
             "label_weights": label_weights,
         }
+
+    def _squeeze(self, features: torch.Tensor) -> torch.Tensor:
+        """The 1x1 squeeze convolution as one matrix product: (B, C, h, w) -> (B, C', N).
+
+        Same maths as ``self.squeeze(features).flatten(2)``, but a (B*N, C) x (C, C') ``linear``
+        has a 1.5-3x cheaper backward on CPU than the NCHW 1x1 convolution (bench/agmm_loss.py),
+        and is free of copies for channels_last features.
+        """
+        batch, channels, height, width = features.shape
+        rows = features.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+        out = F.linear(rows, self.squeeze.weight.flatten(1), self.squeeze.bias)  # (B*N, C')
+        return out.view(batch, height * width, -1).transpose(1, 2)
 
     def forward(
         self,

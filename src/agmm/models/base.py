@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+from agmm.models.pretrained import input_renormalization
 
 
 class Segmenter(nn.Module):
@@ -17,6 +20,21 @@ class Segmenter(nn.Module):
     feature_stride: int
     backbone_name: str
     backbone: nn.Module
+
+    def set_input_normalization(self) -> None:
+        """Adapt our ImageNet-normalised input to ``self.backbone``'s own (see
+        :func:`agmm.models.pretrained.input_renormalization`); a no-op for ResNets."""
+        renorm = input_renormalization(self.backbone)
+        scale, shift = (None, None) if renorm is None else (t.view(1, 3, 1, 1) for t in renorm)
+        # Not persistent: derived from the backbone name, so checkpoints stay as they were.
+        self.register_buffer("input_scale", scale, persistent=False)
+        self.register_buffer("input_shift", shift, persistent=False)
+
+    def backbone_input(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` (B, 3, H, W) as the backbone expects them."""
+        if getattr(self, "input_scale", None) is None:
+            return images
+        return images * self.input_scale.to(images.dtype) + self.input_shift.to(images.dtype)
 
     def parameter_groups(
         self, *, backbone_lr_mult: float = 1.0, head_lr_mult: float = 10.0

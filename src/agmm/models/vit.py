@@ -54,6 +54,7 @@ class ViTSegmenter(Segmenter):
             drop_path_rate=drop_path_rate,
             **extra,
         )
+        self.set_input_normalization()  # timm's augreg ViTs expect mean = std = 0.5
         patch = self.backbone.patch_embed.patch_size
         self.patch_size = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
         if output_stride not in (None, self.patch_size):
@@ -79,6 +80,7 @@ class ViTSegmenter(Segmenter):
 
     def patch_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> patch tokens as a map (B, D, ceil(H/p), ceil(W/p))."""
+        images = self.backbone_input(images)
         height, width = images.shape[2:]
         grid_h, grid_w = math.ceil(height / self.patch_size), math.ceil(width / self.patch_size)
         pad_h, pad_w = grid_h * self.patch_size - height, grid_w * self.patch_size - width
