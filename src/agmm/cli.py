@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except AGMMError as error:
         print(f"agmm {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        for note in getattr(error, "__notes__", ()):  # e.g. what a failed run left behind
+            print(f"agmm {args.command}: {note}", file=sys.stderr)
         return 1
 
 

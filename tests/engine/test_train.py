@@ -249,3 +249,61 @@ def test_ema_resume_from_a_checkpoint_without_ema_is_refused(tiny_config):
         train(with_ema, resume=f"{cfg.output_dir}/last.pt")
     with pytest.raises(ConfigError, match="train.ema_decay"):
         train(tiny_config("train.ema_decay=1.0"))
+
+
+def _nan_from_call(monkeypatch, first_bad_call: int) -> None:
+    """AGMMLoss returns a NaN loss from its ``first_bad_call``-th call on."""
+    original, calls = AGMMLoss.forward, iter(range(1, 10_000))
+
+    def nan_later(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if next(calls) >= first_bad_call:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(AGMMLoss, "forward", nan_later)
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_config, monkeypatch):
+    _nan_from_call(monkeypatch, 1)
+    cfg = tiny_config("train.validate=false", "train.max_skipped_steps=0", "train.tensorboard=true")
+    with pytest.raises(NonFiniteLossError) as caught:
+        train(cfg)
+    assert not Path(cfg.output_dir).exists()  # no config.yaml, metrics.jsonl or tensorboard/
+    assert not getattr(caught.value, "__notes__", None)
+
+
+def test_a_run_that_fails_after_a_checkpoint_says_how_to_resume(tiny_config, monkeypatch):
+    _nan_from_call(monkeypatch, 4)
+    cfg = tiny_config(
+        "train.validate=false", "train.max_skipped_steps=0", "train.checkpoint_every=2"
+    )
+    with pytest.raises(NonFiniteLossError) as caught:
+        train(cfg)
+    assert load_checkpoint(f"{cfg.output_dir}/last.pt")["step"] == 2
+    assert caught.value.__notes__ == [
+        f"{cfg.output_dir}/last.pt is kept: continue with `agmm train --resume {cfg.output_dir}` "
+        "(plus the same --config and overrides)"
+    ]
+
+
+@pytest.mark.slow
+def test_the_log_of_a_resumed_run_equals_the_uninterrupted_log(tiny_config):
+    options = ("train.validate=false", "train.steps=6", "train.log_every=1")
+    straight = tiny_config(*options)
+    expected = train(straight)
+    interrupted = tiny_config(*options, "train.checkpoint_every=2", "train.keep_checkpoints=2")
+    train(interrupted, stop_at_step=4)
+    out = Path(interrupted.output_dir)
+    # a kill while step 4 was being saved: last.pt is still step 2's, the log has steps 3 and 4
+    (out / "step_00000002.pt").replace(out / "last.pt")
+    resumed = train(interrupted, resume="auto")
+    lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    lines = [line for line in lines if "train/loss" in line]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    times = [line["time"] for line in lines]
+    assert times == sorted(times) and times[3] > 0
+    assert resumed["first_loss"] == pytest.approx(expected["first_loss"], rel=1e-5)
+    want = [json.loads(line) for line in open(f"{straight.output_dir}/metrics.jsonl")]
+    want = [line["train/loss"] for line in want if "train/loss" in line]
+    assert [line["train/loss"] for line in lines] == pytest.approx(want, rel=1e-4)

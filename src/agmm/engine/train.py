@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from agmm.engine import distributed as dist_utils
 from agmm.engine.build import build_loss, build_segmenter, build_train_dataset, build_val_dataset
 from agmm.engine.checkpoint import (
     FORMAT,
+    LAST,
     capture_rng,
     config_dict,
     load_checkpoint,
@@ -100,6 +102,10 @@ def train(
     ``last.pt`` if it exists). ``stop_at_step``: stop (after checkpointing) at this step, as a
     time-boxed job would; a later ``resume`` continues to the same result as one uninterrupted run.
     Under ``torchrun`` every process calls this; rank 0 logs and writes files.
+
+    On failure a run that started in a new (or empty) ``output_dir`` and saved no checkpoint
+    leaves nothing behind; once ``last.pt`` exists it is kept and the error gets a note saying
+    how to resume.
     """
     validate_paths(cfg)
     owns_group = not dist_utils.is_distributed()
@@ -107,12 +113,32 @@ def train(
     threads = torch.get_num_threads()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    output_dir = Path(cfg.output_dir)
+    fresh = not output_dir.exists() or not any(output_dir.iterdir())
     try:
         return _train(cfg, device, resume, stop_at_step)
+    except BaseException as error:
+        for log in list(RunLogger.live):  # so that the error is not printed onto the progress bar
+            log.close()
+        if dist_utils.is_main():
+            _leave_nothing_or_a_resumable_run(output_dir, fresh, error)
+        raise
     finally:
         torch.set_num_threads(threads)
         if owns_group:
             dist_utils.cleanup()
+
+
+def _leave_nothing_or_a_resumable_run(output_dir: Path, fresh: bool, error: BaseException) -> None:
+    """After a failed run: remove what a fresh run wrote if it saved no checkpoint, else note on
+    ``error`` that the run can be resumed from its ``last.pt``."""
+    if (output_dir / LAST).is_file():
+        error.add_note(
+            f"{output_dir / LAST} is kept: continue with `agmm train --resume {output_dir}` "
+            "(plus the same --config and overrides)"
+        )
+    elif fresh and output_dir.is_dir():
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -627,8 +653,14 @@ class PseudoLabelTracker:
 class RunLogger:
     """Progress bar, TensorBoard scalars and ``metrics.jsonl`` (one JSON object per log line).
 
-    Only the main process writes; on the others every method is a no-op.
+    Only the main process writes; on the others every method is a no-op. A resumed run
+    (``start_step > 0``) first drops the lines logged after its checkpoint (they will be logged
+    again), and continues the run's ``time`` and ``first_loss`` from the kept lines, so that the
+    log of an interrupted run equals that of an uninterrupted one.
     """
+
+    #: Loggers not yet closed; ``train`` closes them when a run fails.
+    live: set[RunLogger] = set()
 
     def __init__(self, cfg: Config, output_dir: Path, *, enabled: bool, start_step: int) -> None:
         self.enabled = enabled
@@ -641,7 +673,13 @@ class RunLogger:
         from tqdm.auto import tqdm
 
         output_dir.mkdir(parents=True, exist_ok=True)
+        kept = _kept_log_lines(output_dir / "metrics.jsonl", start_step)
+        self.first_loss = next((line["train/loss"] for line in kept if "train/loss" in line), None)
+        elapsed = kept[-1].get("time", 0.0) if kept else 0.0
+        with open(output_dir / "metrics.jsonl", "w") as handle:
+            handle.writelines(json.dumps(line) + "\n" for line in kept)
         self.jsonl = open(output_dir / "metrics.jsonl", "a")
+        RunLogger.live.add(self)
         if cfg.train.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -656,7 +694,7 @@ class RunLogger:
             disable=not cfg.train.progress_bar,
             dynamic_ncols=True,
         )
-        self.started = time.time()
+        self.started = time.time() - elapsed
 
     def message(self, text: str) -> None:
         if self.enabled:
@@ -707,12 +745,28 @@ class RunLogger:
         return float(np.mean(rates)) if rates else None
 
     def close(self) -> None:
+        RunLogger.live.discard(self)
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
         if self.jsonl is not None:
             self.jsonl.close()
+
+
+def _kept_log_lines(path: Path, start_step: int) -> list[dict]:
+    """The ``metrics.jsonl`` lines of steps up to ``start_step`` (none for a new run)."""
+    if start_step == 0 or not path.is_file():
+        return []
+    kept = []
+    for text in path.read_text().splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        if int(line.get("step", 0)) <= start_step:
+            kept.append(line)
+    return kept
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorBoard's optional TensorFlow import
