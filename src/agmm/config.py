@@ -67,7 +67,12 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "deeplabv3plus"
-    """A key of ``agmm.models.MODELS`` (deeplabv3plus, vit)."""
+    """A key of ``agmm.models.MODELS``: deeplabv3plus, vit, or a library family (smp,
+    torchvision, transformers; docs/byom.md)."""
+    arch: str | None = None
+    """The architecture within a library family (smp: deeplabv3plus, unet, fpn, ...; torchvision:
+    deeplabv3, fcn, lraspp; transformers: segformer, upernet); None = the family's default. Must
+    be null for deeplabv3plus and vit."""
     backbone: str = "resnet101"
     pretrained: bool | str = True
     """True = ImageNet weights by timm name (download), ``imagenet`` = from an installed registry

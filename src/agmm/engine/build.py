@@ -21,6 +21,7 @@ def build_segmenter(
         pretrained=cfg.model.pretrained if pretrained is None else pretrained,
         output_stride=cfg.model.output_stride,
         cls_head=cfg.use_cls_head,
+        arch=cfg.model.arch,
         **cfg.model.model_args,
     )
 

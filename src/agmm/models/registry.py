@@ -7,10 +7,19 @@ import os
 from torch import nn
 
 from agmm.errors import ConfigError
+from agmm.models.adapters import build_smp, build_torchvision, build_transformers
 from agmm.models.deeplabv3plus import build_deeplabv3plus
 from agmm.models.vit import build_vit
 
-MODELS = {"deeplabv3plus": build_deeplabv3plus, "vit": build_vit}
+MODELS = {
+    "deeplabv3plus": build_deeplabv3plus,
+    "vit": build_vit,
+    "smp": build_smp,
+    "torchvision": build_torchvision,
+    "transformers": build_transformers,
+}
+# The library families take ``arch`` (which of their architectures); our own models do not.
+FAMILIES = ("smp", "torchvision", "transformers")
 
 
 def build_model(
@@ -21,17 +30,22 @@ def build_model(
     pretrained: bool | str | os.PathLike = False,
     output_stride: int | None = 16,
     cls_head: bool = False,
+    arch: str | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build a segmenter by name.
 
     Args:
-        name: a key of ``MODELS``.
+        name: a key of ``MODELS``: ``deeplabv3plus``, ``vit``, or a library family (``smp``,
+            ``torchvision``, ``transformers``: ``agmm.models.adapters``, docs/byom.md).
         num_classes: K.
         backbone: timm name; ``None`` = the model's default (``resnet101`` / ``vit_base_patch16_224``).
+            For the families: the smp encoder, the torchvision backbone, the transformers Hub id.
         pretrained: ``False``, ``True`` (timm weights by name) or a path to a local state-dict file.
         output_stride: 8 or 16 for DeepLabV3+; a ViT's stride is its patch size (16; ``None`` accepted).
         cls_head: add the classification branch (``cls_logits``, ``cams``) for image tags.
+        arch: the architecture within a family (smp ``unet``, torchvision ``lraspp``, ...);
+            ``None`` = the family's default; must be ``None`` for ``deeplabv3plus`` and ``vit``.
         **kwargs: model-specific keyword arguments (e.g. ``decoder_channels``, ``neck_channels``).
 
     Returns:
@@ -43,6 +57,10 @@ def build_model(
         raise ConfigError(f"model.name: unknown model {name!r}; valid names: {sorted(MODELS)}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"model.num_classes must be a positive integer, got {num_classes!r}")
+    if name in FAMILIES:
+        kwargs["arch"] = arch
+    elif arch is not None:
+        raise ConfigError(f"model.arch: only for {', '.join(FAMILIES)}; {name} has none (set null)")
     return MODELS[name](
         num_classes=num_classes,
         backbone=backbone,
