@@ -116,6 +116,12 @@ class LossConfig:
     """Classes of L_self: present (K_img, DESIGN.md) or all (absent classes pushed to P = 0)."""
     posterior: bool = False
     """G = mixture posteriors g_k / sum_j g_j instead of Eq. 4's g_k (not in the paper)."""
+    sigma_prior: float = 0.0
+    """Shrink each class's variance toward the image's pooled one with a prior worth this many
+    labeled pixels; 0 = Eq. 2 per class (not in the paper, docs/method.md)."""
+    self_target: Literal["gmm", "gmm_x_p"] = "gmm"
+    """L_self's target: gmm = G_new (Eq. 11); gmm_x_p = G_new x detached P, normalised over the
+    present classes (not in the paper, docs/method.md)."""
     seg_reduction: Literal["pixel", "class"] = "pixel"
     """L_seg averaged over labeled pixels (Eq. 10) or class-balanced (each labeled class's mean, averaged)."""
     self_reduction: Literal["pixel", "class"] = "pixel"

@@ -35,27 +35,35 @@ def distance_sq(f, mu, kind):
     return sum((float(f[c]) - float(mu[c])) ** 2 for c in range(channels)) / channels
 
 
-def fit(feats, resp, present, kind, sigma_floor):
-    """feats (B, C, N), resp (B, K, N) -> mu (B, K, C), sigma (B, K), G (B, K, N)."""
+def fit(feats, resp, present, kind, sigma_floor, prior_mass=0.0):
+    """feats (B, C, N), resp (B, K, N) -> mu (B, K, C), sigma (B, K), G (B, K, N).
+
+    ``prior_mass`` > 0: each variance is shrunk toward the image's pooled variance (all present
+    classes' weighted squared distances over all their weights), worth ``prior_mass`` of weight.
+    """
     batch, channels, n = feats.shape
     k_all = resp.shape[1]
     mu = torch.zeros(batch, k_all, channels, dtype=torch.float64)
     sigma = torch.zeros(batch, k_all, dtype=torch.float64)
     g = torch.zeros(batch, k_all, n, dtype=torch.float64)
     for b in range(batch):
+        masses, scatters = [0.0] * k_all, [0.0] * k_all
         for k in range(k_all):
-            mass = float(resp[b, k].sum())
-            if mass > 0:
-                mu[b, k] = sum(resp[b, k, i] * feats[b, :, i] for i in range(n)) / mass
-                var = (
-                    sum(
-                        float(resp[b, k, i]) * distance_sq(feats[b, :, i], mu[b, k], kind)
-                        for i in range(n)
-                    )
-                    / mass
+            masses[k] = float(resp[b, k].sum())
+            if masses[k] > 0:
+                mu[b, k] = sum(resp[b, k, i] * feats[b, :, i] for i in range(n)) / masses[k]
+                scatters[k] = sum(
+                    float(resp[b, k, i]) * distance_sq(feats[b, :, i], mu[b, k], kind)
+                    for i in range(n)
                 )
+        kept = [k for k in range(k_all) if present[b, k]]
+        pooled_mass = sum(masses[k] for k in kept)
+        pooled = sum(scatters[k] for k in kept) / pooled_mass if pooled_mass > 0 else 0.0
+        for k in range(k_all):
+            if prior_mass > 0:
+                var = (scatters[k] + prior_mass * pooled) / (masses[k] + prior_mass)
             else:
-                var = 0.0
+                var = scatters[k] / masses[k] if masses[k] > 0 else 0.0
             sigma[b, k] = math.sqrt(max(var, sigma_floor**2))
             if not present[b, k]:
                 continue
@@ -203,4 +211,22 @@ def assign(sq_dist, sigma, present, ignore_index=255):
             ]
             if len(inside) == 1:
                 out[b, i] = inside[0]
+    return out
+
+
+def product_target(sq_dist, sigma, present, probs):
+    """G x P normalised over the present classes, one position at a time: (B, K, N)."""
+    out = torch.zeros_like(sq_dist)
+    batch, k_all, n = sq_dist.shape
+    for b in range(batch):
+        kept = [k for k in range(k_all) if present[b, k]]
+        for i in range(n):
+            scores = {
+                k: math.exp(-float(sq_dist[b, k, i]) / (2 * float(sigma[b, k]) ** 2))
+                * float(probs[b, k, i])
+                for k in kept
+            }
+            total = sum(scores.values())
+            for k in kept:
+                out[b, k, i] = scores[k] / total
     return out

@@ -242,3 +242,48 @@ def test_posteriors_normalise_g_over_present_classes(kind):
     assert (post.probs[1] == 0).all() and torch.isfinite(post.probs).all()
     far = gmm_fn.gmm_posteriors(plain.sq_dist * 1e6, plain.sigma, present)  # every g_k underflows
     torch.testing.assert_close(far[0].sum(0), torch.ones(20, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
+def test_sigma_prior_matches_reference(kind):
+    feats, labels = random_problem(seed=6)
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    present[1, 2] = False  # a class without a component does not enter the pooled variance
+    fitted = gmm_fn.fit_components(feats, weights, present, distance=kind, prior_mass=0.7)
+    mu, sigma, g = reference.fit(feats, weights, present, kind, 0.05, prior_mass=0.7)
+    torch.testing.assert_close(fitted.sigma, sigma)
+    torch.testing.assert_close(fitted.probs, g)
+
+
+def test_sigma_prior_pulls_a_few_pixel_class_toward_the_pooled_spread():
+    """A one-pixel class has sigma at the floor alone; with the prior it gets the image's spread."""
+    feats, labels = random_problem(seed=7, density=0.4)
+    labels[0][labels[0] == 3] = 255
+    labels[0, 0, 0] = 3  # class 3: one pixel
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    plain = gmm_fn.fit_components(feats, weights, present, distance="sqeuclid")
+    shrunk = gmm_fn.fit_components(feats, weights, present, distance="sqeuclid", prior_mass=1e6)
+    assert plain.sigma[0, 3] == pytest.approx(0.05)
+    pooled = (weights[0] * plain.sq_dist[0]).sum() / weights[0].sum()
+    torch.testing.assert_close(shrunk.sigma[0, :3], pooled.sqrt().expand(3), rtol=1e-4, atol=0)
+    assert shrunk.sigma[0, 3] > 10 * plain.sigma[0, 3]
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
+def test_product_target_matches_reference_and_stays_finite(kind):
+    feats, labels = random_problem(seed=8)
+    labels[1] = 255  # an image without components: all zeros
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    fitted = gmm_fn.fit_components(feats, weights, present, distance=kind)
+    probs = torch.softmax(torch.randn(2, 4, 20, dtype=torch.float64), dim=1)
+    target = gmm_fn.product_target(fitted.sq_dist, fitted.sigma, present, probs)
+    torch.testing.assert_close(
+        target[0], reference.product_target(fitted.sq_dist, fitted.sigma, present, probs)[0]
+    )
+    assert (target[1] == 0).all()
+    far = gmm_fn.product_target(fitted.sq_dist * 1e6, fitted.sigma, present, probs)
+    assert torch.isfinite(far).all()
+    torch.testing.assert_close(far[0].sum(0), torch.ones(20, dtype=torch.float64))

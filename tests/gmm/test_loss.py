@@ -190,10 +190,15 @@ def test_one_pixel_label_at_input_resolution_shapes_g(stride):
     distance=st.sampled_from(["l1", "sqeuclid"]),
     reduction=st.sampled_from(["pixel", "class"]),
     pseudo_labels=st.sampled_from(["gmm", "assign"]),
+    sigma_prior=st.sampled_from([0.0, 4.0]),
+    self_target=st.sampled_from(["gmm", "gmm_x_p"]),
 )
-def test_loss_and_gradients_are_finite(seed, density, classes, distance, reduction, pseudo_labels):
+def test_loss_and_gradients_are_finite(
+    seed, density, classes, distance, reduction, pseudo_labels, sigma_prior, self_target
+):
     """Empty images, all-ignored crops, one-pixel and single classes never give NaN or inf, with
-    either reduction of L_seg / L_self and either kind of pseudo label."""
+    either reduction of L_seg / L_self, either kind of pseudo label, with or without the sigma
+    prior and the G x P target."""
     features, logits, labels = make_batch(seed=seed, density=density, classes=classes)
     labels[labels >= classes] = 255
     features.requires_grad_(True)
@@ -207,6 +212,8 @@ def test_loss_and_gradients_are_finite(seed, density, classes, distance, reducti
         seg_reduction=reduction,
         self_reduction=reduction,
         pseudo_labels=pseudo_labels,
+        sigma_prior=sigma_prior,
+        self_target=self_target,
     ).double()
     out = criterion(features, logits, labels)
     out["loss"].backward()
@@ -300,3 +307,24 @@ def test_self_term_over_all_classes_pushes_absent_classes_down():
     assert out["terms"]["self"].item() == pytest.approx(expected, rel=1e-6)
     present_only = make_loss(self_resolution="label", oem_steps=0)(features, logits, labels)
     assert out["terms"]["self"].item() != pytest.approx(present_only["terms"]["self"].item())
+
+
+def test_product_target_is_g_times_detached_p_normalised():
+    """self_target="gmm_x_p": L_self's target is G_new x P over the present classes, P detached."""
+    features, logits, labels = make_batch(seed=3)
+    logits.requires_grad_(True)
+    criterion = AGMMLoss(
+        in_channels=6, num_classes=K, self_target="gmm_x_p", self_resolution="feature"
+    ).double()
+    out = criterion(features, logits, labels)
+    gmm = criterion.fit_gmm(features, labels)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(torch.softmax(logits, 1), features.shape[-2:])
+    product = gmm["gmm_new"] * pooled * gmm["present"][:, :, None, None]
+    expected_target = product / product.sum(1, keepdim=True)
+    target = gmm_fn.product_target(
+        gmm["new"].sq_dist, gmm["new"].sigma, gmm["present"], pooled.flatten(2)
+    ).view_as(expected_target)
+    has = gmm["present"].any(1)
+    torch.testing.assert_close(target[has], expected_target[has])
+    out["loss"].backward()
+    assert torch.isfinite(logits.grad).all()

@@ -103,6 +103,7 @@ def fit_components(
     distance: Distance = "l1",
     sigma_floor: float = 0.05,
     posterior: bool = False,
+    prior_mass: float = 0.0,
 ) -> GMMParams:
     """Fit centres and spreads from responsibilities, then predict G (Eq. 1-4 and 5-8).
 
@@ -112,12 +113,23 @@ def fit_components(
     mu_k = sum_n r_kn f_n / sum_n r_kn (Eq. 1, 5); sigma_k = sqrt(sum_n r_kn d_kn^2 / sum_n r_kn)
     floored at ``sigma_floor`` (Eq. 2, 6), so that a one-pixel class cannot divide by zero.
     ``posterior=True`` returns the normalised responsibilities of :func:`gmm_posteriors` as G.
+
+    ``prior_mass`` > 0 (not in the paper) shrinks every variance toward the image's pooled one,
+    v_pool = sum_k sum_n r_kn d_kn^2 / sum_k sum_n r_kn over its present classes, as a conjugate
+    prior worth ``prior_mass`` units of responsibility would:
+    sigma_k^2 = (m_k v_k + prior_mass v_pool) / (m_k + prior_mass). A class seen at three clicks
+    then gets a spread close to what all the image's labeled pixels say, not three pixels' noise.
     """
     mass = responsibilities.sum(dim=2)  # (B, K)
     safe_mass = mass.clamp_min(_EPS)
     mu = torch.bmm(responsibilities, feats.transpose(1, 2)) / safe_mass.unsqueeze(2)  # (B, K, C)
     sq_dist = squared_distance(feats, mu, distance)  # (B, K, N)
-    variance = (responsibilities * sq_dist).sum(dim=2) / safe_mass
+    scatter = (responsibilities * sq_dist).sum(dim=2)  # (B, K): m_k v_k
+    variance = scatter / safe_mass
+    if prior_mass > 0:
+        kept = present.to(scatter.dtype)
+        pooled = (scatter * kept).sum(dim=1) / (mass * kept).sum(dim=1).clamp_min(_EPS)  # (B,)
+        variance = (scatter + prior_mass * pooled.unsqueeze(1)) / (mass + prior_mass)
     sigma = variance.clamp_min(sigma_floor**2).sqrt()
     if posterior:
         probs = gmm_posteriors(sq_dist, sigma, present)
@@ -146,7 +158,25 @@ def gmm_posteriors(
     offered as ``AGMMLoss(posterior=True)``. A softmax of -d^2 / (2 sigma^2), so it stays finite
     where every g_k underflows to 0; all zeros in images without components.
     """
-    logits = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
+    return _present_softmax(-sq_dist / (2.0 * sigma.pow(2).unsqueeze(2)), present)
+
+
+def product_target(
+    sq_dist: torch.Tensor, sigma: torch.Tensor, present: torch.Tensor, probs: torch.Tensor
+) -> torch.Tensor:
+    """G x P, normalised over the present classes: (B, K, N), rows sum to 1 (0 without classes).
+
+    ``probs``: the segmenter's P on the same grid (B, K, N). Not in the paper: the GMM's
+    likelihood g_k = exp(-d^2 / 2 sigma^2) times the segmenter's belief, i.e. the posterior of a
+    mixture whose class prior is P. Computed as a softmax of -d^2 / (2 sigma^2) + log P so that it
+    stays finite where every g_k underflows.
+    """
+    log_g = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
+    return _present_softmax(log_g + probs.clamp_min(1e-12).log(), present)
+
+
+def _present_softmax(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Softmax over the present classes of (B, K, N) logits; all zeros in images without any."""
     logits = logits.masked_fill(~present.unsqueeze(2), float("-inf"))
     has_any = present.any(dim=1)[:, None, None]
     logits = torch.where(has_any, logits, torch.zeros_like(logits))
@@ -172,6 +202,7 @@ def online_em(
     distance: Distance = "l1",
     sigma_floor: float = 0.05,
     posterior: bool = False,
+    prior_mass: float = 0.0,
 ) -> tuple[GMMParams, GMMParams]:
     """E-step from the weak labels, then ``steps`` M-steps over all pixels (Sec. 3.3).
 
@@ -180,7 +211,12 @@ def online_em(
     Returns ``(old, new)``: the E-step mixture (G_old) and the mixture after the last M-step
     (G_new; the same object as ``old`` when ``steps == 0``). Gradients flow through every step.
     """
-    fit_args = {"distance": distance, "sigma_floor": sigma_floor, "posterior": posterior}
+    fit_args = {
+        "distance": distance,
+        "sigma_floor": sigma_floor,
+        "posterior": posterior,
+        "prior_mass": prior_mass,
+    }
     old = fit_components(feats, label_weights, present, **fit_args)
     current = old
     for _ in range(steps):  # a handful of EM iterations, not a loop over classes or pixels

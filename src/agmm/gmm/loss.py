@@ -21,6 +21,7 @@ from agmm.losses.segmentation import REDUCTIONS, Reduction
 
 CON_KINDS = ("eq14", "eq13")
 PSEUDO_LABEL_KINDS = ("gmm", "assign")
+SELF_TARGETS = ("gmm", "gmm_x_p")
 TERM_NAMES = ("seg", "self", "weak", "con", "cls")
 
 
@@ -72,6 +73,12 @@ class AGMMLoss(nn.Module):
             as the CVPR'23 code's extra "cls_loss" does).
         posterior: use the mixture posteriors g_k / sum_j g_j as G (and as OEM responsibilities)
             instead of the paper's un-normalised g_k (see docs/method.md).
+        sigma_prior: shrink every class's variance toward the image's pooled variance with a prior
+            worth this many labeled pixels (0 = the paper's per-class estimate, Eq. 2). Not in the
+            paper; see :func:`agmm.gmm.functional.fit_components` and docs/method.md.
+        self_target: target of L_self: ``"gmm"`` (G_new, Eq. 11) or ``"gmm_x_p"`` (G_new times
+            the segmenter's detached P, normalised over the present classes; not in the paper,
+            see :func:`agmm.gmm.functional.product_target`).
         seg_reduction: ``"pixel"`` (mean over labeled pixels, Eq. 10) or ``"class"`` (mean of the
             per-class means: every class labeled in the batch weighs the same; for dense masks).
         self_reduction: ``"pixel"`` (mean over (pixel, present class) pairs, Eq. 11) or ``"class"``
@@ -100,6 +107,8 @@ class AGMMLoss(nn.Module):
         self_resolution: Literal["feature", "label"] = "feature",
         self_classes: Literal["present", "all"] = "present",
         posterior: bool = False,
+        sigma_prior: float = 0.0,
+        self_target: Literal["gmm", "gmm_x_p"] = "gmm",
         seg_reduction: Reduction = "pixel",
         self_reduction: Reduction = "pixel",
         lambda_seg: float = 1.0,
@@ -123,6 +132,9 @@ class AGMMLoss(nn.Module):
             raise ValueError(f"oem_steps must be >= 0, got {oem_steps}")
         if sigma_floor <= 0:
             raise ValueError(f"sigma_floor must be > 0, got {sigma_floor}")
+        if sigma_prior < 0:
+            raise ValueError(f"sigma_prior must be >= 0, got {sigma_prior}")
+        _check_choice("self_target", self_target, SELF_TARGETS)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.squeeze = nn.Conv2d(in_channels, embed_dim, kernel_size=1)
@@ -140,6 +152,8 @@ class AGMMLoss(nn.Module):
         self.self_resolution = self_resolution
         self.self_classes = self_classes
         self.posterior = posterior
+        self.sigma_prior = sigma_prior
+        self.self_target = self_target
         self.seg_reduction = seg_reduction
         self.self_reduction = self_reduction
         self.lambdas = {
@@ -182,6 +196,9 @@ class AGMMLoss(nn.Module):
                 valid_weights = gmm_fn.pool_valid_mask(
                     valid_mask, (height, width), dtype=feats.dtype
                 )
+            # label_weights are fractions of a feature cell: a prior of n labeled pixels is
+            # n / cell_area units of responsibility.
+            cell_area = weak_labels.shape[1] * weak_labels.shape[2] / (height * width)
             old, new = gmm_fn.online_em(
                 feats,
                 label_weights,
@@ -192,6 +209,7 @@ class AGMMLoss(nn.Module):
                 distance=self.distance,
                 sigma_floor=self.sigma_floor,
                 posterior=self.posterior,
+                prior_mass=self.sigma_prior / cell_area,
             )
         grid = (batch, self.num_classes, height, width)
         return {
@@ -280,6 +298,18 @@ class AGMMLoss(nn.Module):
         if self.use_self and self.pseudo_labels == "gmm":
             target = g_new.detach() if self.stop_gradient else g_new
             probs, weights = self._probs_on_grid(logits, valid_mask, target)
+            if self.self_target == "gmm_x_p":
+                pooled = probs
+                if pooled.shape[-2:] != target.shape[-2:]:
+                    pooled = self._probs_on_grid(logits, valid_mask, target, resolution="feature")[
+                        0
+                    ]
+                sq_dist, sigma = new.sq_dist, new.sigma
+                if self.stop_gradient:
+                    sq_dist, sigma = sq_dist.detach(), sigma.detach()
+                target = gmm_fn.product_target(
+                    sq_dist, sigma, present, pooled.detach().flatten(2)
+                ).view_as(target)
             if probs.shape[-2:] != target.shape[-2:]:
                 target = F.interpolate(
                     target, size=probs.shape[-2:], mode="bilinear", align_corners=False
@@ -316,7 +346,12 @@ class AGMMLoss(nn.Module):
         return terms
 
     def _probs_on_grid(
-        self, logits: torch.Tensor, valid_mask: torch.Tensor | None, target: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        valid_mask: torch.Tensor | None,
+        target: torch.Tensor,
+        *,
+        resolution: Literal["feature", "label"] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """P and the valid-pixel weights on the grid where L_self is computed.
 
@@ -326,7 +361,7 @@ class AGMMLoss(nn.Module):
         """
         probs = torch.softmax(logits.to(target.dtype), dim=1)
         weights = None if valid_mask is None else valid_mask.to(probs.dtype)
-        if self.self_resolution == "label":
+        if (resolution or self.self_resolution) == "label":
             return probs, weights
         size = target.shape[-2:]
         if weights is None:
