@@ -13,6 +13,7 @@ _EXPORTS = {
     "AGMMLoss": "agmm.gmm.loss",
     "build_model": "agmm.models",
     "MODELS": "agmm.models",
+    "adapt": "agmm.models",
     "build_dataset": "agmm.data",
     "DATASETS": "agmm.data",
     "collate_batch": "agmm.data",

@@ -1,10 +1,13 @@
 """Segmentation models that expose the decoder features the GMM needs.
 
 ``build_model(name, *, num_classes, backbone=None, pretrained=False, output_stride=16,
-cls_head=False, **kw)`` from ``MODELS = {"deeplabv3plus": ..., "vit": ...}``; ``model(images)``
-returns ``{"logits", "features"[, "cls_logits", "cams"]}`` (see docs/models.md).
+cls_head=False, arch=None, **kw)`` from ``MODELS = {"deeplabv3plus": ..., "vit": ..., "smp": ...,
+"torchvision": ..., "transformers": ...}``; ``adapt(model)`` wraps a model that
+segmentation_models_pytorch, torchvision or transformers built. ``model(images)`` returns
+``{"logits", "features"[, "cls_logits", "cams"]}`` (see docs/models.md, docs/byom.md).
 """
 
+from agmm.models.adapters import AdaptedSegmenter, adapt
 from agmm.models.cam import CAMHead
 from agmm.models.deeplabv3plus import DeepLabV3Plus, build_deeplabv3plus
 from agmm.models.registry import MODELS, build_model
@@ -12,9 +15,11 @@ from agmm.models.vit import ViTSegmenter, build_vit
 
 __all__ = [
     "MODELS",
+    "AdaptedSegmenter",
     "CAMHead",
     "DeepLabV3Plus",
     "ViTSegmenter",
+    "adapt",
     "build_deeplabv3plus",
     "build_model",
     "build_vit",
