@@ -226,3 +226,23 @@ def test_real_dataset_reads_back_what_make_labels_wrote(tmp_path):
         np.testing.assert_array_equal(
             from_files[index]["weak_label"].numpy(), simulated[index]["weak_label"].numpy()
         )
+
+
+def test_a_failure_half_way_leaves_the_output_folder_as_it_was(tmp_path):
+    class BrokenThirdMask(MaskDataset):
+        def load_mask(self, index):
+            if index == 2:
+                raise DataError("labels/sub/c.png: cannot read label image")
+            return super().load_mask(index)
+
+    out = tmp_path / "points"
+    with pytest.raises(DataError, match="sub/c.png"):
+        make_labels(BrokenThirdMask(), "points", out, progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no labels, no staging folder
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError):
+        make_labels(BrokenThirdMask(), "points", out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    run(tmp_path, "points")  # a complete run fills the folder, keeping other files
+    assert {"a.png", "protocol.json", "notes.txt"} <= {p.name for p in out.iterdir()}

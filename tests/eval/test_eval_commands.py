@@ -215,3 +215,17 @@ def test_eval_json_records_its_split_and_resize(tmp_path, resizing_checkpoint, c
     assert metrics["split"] == "val" and metrics["resize"] == 16
     assert main(["eval", "--checkpoint", str(resizing_checkpoint), "--out", str(out), "--quiet", "--resize", "0"]) == 0  # fmt: skip
     assert json.loads(out.read_text())["resize"] is None
+
+
+def test_failed_pseudo_labels_leave_no_output_folder(tmp_path, checkpoint, capsys, monkeypatch):
+    from agmm.errors import DataError
+    from agmm.eval import pseudo_labels
+
+    def unreadable(*args, **kwargs):
+        raise DataError("images/train/00002.png: cannot read image (truncated)")
+
+    monkeypatch.setattr(pseudo_labels, "pseudo_label_quality", unreadable)
+    out = tmp_path / "stage2"
+    assert main(["pseudo-labels", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]) == 1  # fmt: skip
+    assert "cannot read image" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither the labels written so far nor a staging folder

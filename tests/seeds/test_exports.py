@@ -96,3 +96,27 @@ def test_multi_scale_and_flipped_cams_are_summed_at_the_input_size():
     torch.testing.assert_close(multi_scale_cams(model, images, flip=True), 2 * single)
     several = multi_scale_cams(model, images, scales=(1.0, 0.5, 1.5), flip=True)
     assert several.shape == (2, 2, 16, 12) and (several >= 0).all()
+
+
+def test_agmm_seeds_that_fail_leave_no_pngs_and_say_what_is_resumable(
+    tmp_path, monkeypatch, capsys
+):
+    data = tmp_path / "data"
+    data.mkdir()
+    dataset = BoxDataset(data, count=3)
+    monkeypatch.setattr(agmm.data, "build_dataset", lambda *a, **k: dataset, raising=False)
+    argv = ["seeds", "--data", "toy", "--root", str(data), "--supervision", "boxes"]
+    out = tmp_path / "seeds"
+    (data / "img0.png").write_bytes(b"not a png")  # the first image: nothing computed
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 1
+    assert "img0.png" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no seeds, no .cache
+    BoxDataset(data, count=3)  # repaired
+    (data / "img2.png").write_bytes(b"not a png")  # the last image: two seeds cached
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out}/.cache keeps the seeds computed so far" in err
+    assert list(out.glob("*.png")) == []
+    assert main([*argv, "--out", str(out), "--no-progress", "--max-images", "2"]) == 0
+    assert "2 from the cache" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.png")) == ["img0.png", "img1.png"]

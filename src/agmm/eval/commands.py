@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 
 
@@ -390,11 +391,13 @@ def run_pseudo_labels(args: argparse.Namespace) -> int:
 
 
 def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
+    from agmm.engine.distributed import barrier
     from agmm.eval.pseudo_labels import (
         load_gmm_module,
         pseudo_label_quality,
         write_pseudo_labels,
     )
+    from agmm.outputs import publish, staging_dir
 
     model, cfg, meta = _load_model(args, device)
     own = (args.data or cfg.data.name) == cfg.data.name
@@ -412,26 +415,47 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
         weak_label_args=weak_args,
     )
     resize = _resize(args, cfg)
-    result = write_pseudo_labels(
-        model,
-        dataset,
-        args.out,
-        keep_weak_labels=not args.no_keep_weak,
-        palette=meta["palette"],
-        resize=resize,
-        **_inference_kwargs(args, device),
-    )
-    quality = {}
+    loss_module = None
     if not args.no_quality:
-        quality = pseudo_label_quality(
+        loss_module = load_gmm_module(args.checkpoint, cfg, model, device=device)
+    # Every rank writes its shard into one staging folder, moved to --out once all is written.
+    staging = staging_dir(args.out)
+    if _is_main():
+        shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+        staging.mkdir(parents=True)
+    barrier()
+    try:
+        result = write_pseudo_labels(
             model,
             dataset,
-            loss_module=load_gmm_module(args.checkpoint, cfg, model, device=device),
-            device=device,
-            progress=not args.quiet,
+            staging,
+            keep_weak_labels=not args.no_keep_weak,
+            palette=meta["palette"],
             resize=resize,
+            **_inference_kwargs(args, device),
         )
+        quality = {}
+        if not args.no_quality:
+            quality = pseudo_label_quality(
+                model,
+                dataset,
+                loss_module=loss_module,
+                device=device,
+                progress=not args.quiet,
+                resize=resize,
+            )
+    except BaseException:
+        if _is_main():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result["out_dir"] = str(args.out)
     if _is_main():
+        safe = _nan_to_none(
+            {**result, "quality": quality, **_protocol(args, split=args.split, resize=resize)}
+        )
+        safe["quality"] = _nan_to_none(quality)
+        (staging / "pseudo_labels.json").write_text(json.dumps(safe, indent=2) + "\n")
+        publish(staging, args.out)
         print(f"wrote {result['num_images']} pseudo labels to {result['out_dir']}")
         rows = {"pseudo labels written": result["miou"]}
         rows.update(
@@ -447,11 +471,6 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
             print(f"  {name:<30} {_percent(value)}")
         if "weak_coverage" in quality:
             print(f"  {'weak label coverage':<30} {_percent(quality['weak_coverage'])}")
-        safe = _nan_to_none(
-            {**result, "quality": quality, **_protocol(args, split=args.split, resize=resize)}
-        )
-        safe["quality"] = _nan_to_none(quality)
-        (Path(args.out) / "pseudo_labels.json").write_text(json.dumps(safe, indent=2) + "\n")
     return 0
 
 

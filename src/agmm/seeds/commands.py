@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
+from agmm.outputs import staged_dir
 from agmm.seeds.cam import TOCO_HIGH, TOCO_LOW
 
 
@@ -20,9 +22,21 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--data", required=True, help="dataset name (camvid, voc, coco, ...)")
     parser.add_argument("--root", required=True, type=Path, help="dataset folder")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--supervision", required=True, choices=("tags", "boxes"))
-    parser.add_argument("--out", required=True, type=Path, help="folder for the seed PNGs")
+    parser.add_argument("--split", default="train", help="split to seed (default: train)")
+    parser.add_argument(
+        "--supervision",
+        required=True,
+        choices=("tags", "boxes"),
+        help="tags: CAM seeds from a --checkpoint with a classification head; boxes: GrabCut "
+        "seeds inside each box",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="folder for the seed PNGs (filled only when every image is seeded)",
+    )
+    parser.add_argument("--max-images", type=int, default=None, help="seed the first N images only")
     parser.add_argument(
         "--weak-label-dir",
         type=Path,
@@ -122,14 +136,41 @@ def run_seeds(args: argparse.Namespace) -> int:
         weak_label_args=args.weak_label_args,
         **args.dataset_args,
     )
+    if args.max_images is not None and args.max_images < len(dataset):
+        from agmm.engine.build import FirstImages
+
+        dataset = FirstImages(dataset, args.max_images)
+    cache_dir = args.cache_dir or args.out / ".cache"
+    made = [path for path in (args.out, cache_dir) if not path.exists()]
+    try:
+        with staged_dir(args.out) as staging:
+            run = _write_seeds(args, dataset, staging, cache_dir)
+    except BaseException as error:
+        if args.supervision == "boxes" and cache_dir.is_dir() and any(cache_dir.iterdir()):
+            error.add_note(
+                f"{cache_dir} keeps the seeds computed so far: the same command reuses them"
+            )
+        else:
+            for path in reversed(made):  # the cache folder, then --out if this run made it
+                shutil.rmtree(path, ignore_errors=True)
+        raise
+    if run.quality is not None:
+        print(run.quality.format_table(list(dataset.classes)))
+    else:
+        print("no dense masks in this split: seed precision not measured")
+    return 0
+
+
+def _write_seeds(args: argparse.Namespace, dataset, out_dir: Path, cache_dir: Path):
+    """Box or CAM seeds of ``dataset`` written to ``out_dir``; prints what was done."""
     classes = list(dataset.classes)
     if args.supervision == "boxes":
         from agmm.seeds.box_cache import compute_box_seeds
 
         run = compute_box_seeds(
             dataset,
-            args.cache_dir or args.out / ".cache",
-            out_dir=args.out,
+            cache_dir,
+            out_dir=out_dir,
             workers=args.workers,
             method=args.method,
             iterations=args.iterations,
@@ -160,7 +201,7 @@ def run_seeds(args: argparse.Namespace) -> int:
         run = compute_cam_seeds(
             model,
             dataset,
-            args.out,
+            out_dir,
             high=args.high,
             low=args.low,
             margin=args.margin,
@@ -173,8 +214,4 @@ def run_seeds(args: argparse.Namespace) -> int:
         print(f"wrote {len(run.paths)} CAM seed maps to {args.out}")
         if run.untagged:
             print(f"skipped {len(run.untagged)} images without tags (all 255): {run.untagged[:5]}")
-    if run.quality is not None:
-        print(run.quality.format_table(classes))
-    else:
-        print("no dense masks in this split: seed precision not measured")
-    return 0
+    return run

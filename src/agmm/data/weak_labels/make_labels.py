@@ -38,6 +38,7 @@ from agmm.data.weak_labels.simulate import (
     simulate_weak_label,
 )
 from agmm.errors import ConfigError, DataError
+from agmm.outputs import staged_dir
 
 PROTOCOL_FORMAT = "agmm-weak-labels-v1"
 MAKE_LABELS_HELP = "simulate weak labels (points, scribbles, blocks, boxes, tags) from dense masks"
@@ -62,6 +63,9 @@ def make_labels(
     or ``load_instance_mask(i)`` when it has them. ``params`` are the simulator's (see
     ``simulate.DEFAULT_PARAMS``); boxes skip class 0 by default on datasets with a background.
 
+    The files are written into a staging folder and moved into ``out_dir`` at the end, so that a
+    failure (e.g. an unreadable mask) leaves ``out_dir`` as it was.
+
     Returns the summary: ``num_images``, ``per_class`` rows (class, images with the class,
     images where it is labeled, labeled pixels, class pixels, labeled fraction, boxes),
     ``labeled_fraction`` (labeled / valid pixels) and ``never_labeled`` classes.
@@ -74,11 +78,37 @@ def make_labels(
     ):
         given["skip_classes"] = (0,)
     resolved = resolve_params(kind, given)
+    out_dir = Path(out_dir)
+    with staged_dir(out_dir) as staging:
+        return _make_labels(
+            dataset,
+            kind,
+            out_dir,
+            staging,
+            resolved=resolved,
+            seed=seed,
+            progress=progress,
+            protocol=protocol,
+            dataset_info=dataset_info,
+        )
+
+
+def _make_labels(
+    dataset: Any,
+    kind: str,
+    out_dir: Path,
+    staging: Path,
+    *,
+    resolved: dict[str, Any],
+    seed: int,
+    progress: bool,
+    protocol: str | None,
+    dataset_info: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """:func:`make_labels` writing into ``staging``, to be moved to ``out_dir``."""
     num_classes = int(dataset.num_classes)
     classes = [str(name) for name in dataset.classes]
     palette = getattr(dataset, "palette", None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     class_pixels = np.zeros(num_classes, np.int64)
     labeled_pixels = np.zeros(num_classes, np.int64)
@@ -101,14 +131,14 @@ def make_labels(
             **resolved,
         )
         weak, boxes, tags = result["weak_label"], result["boxes"], result["tags"]
-        _write_label_png(out_dir / f"{name}.png", weak, palette)
+        _write_label_png(staging / f"{name}.png", weak, palette)
         tag_ids = np.flatnonzero(tags).tolist()
         all_tags[name] = tag_ids
         if kind in ("boxes", "tags"):
             sidecar = {"tags": tag_ids}
             if kind == "boxes":
                 all_boxes[name] = sidecar["boxes"] = _box_rows(boxes)
-            _write_json(out_dir / f"{name}.json", sidecar)
+            _write_json(staging / f"{name}.json", sidecar)
 
         mask_counts = _class_counts(mask, num_classes)
         weak_counts = _class_counts(weak, num_classes)
@@ -123,10 +153,10 @@ def make_labels(
 
     if kind == "boxes":
         _write_json(
-            out_dir / "boxes.json",
+            staging / "boxes.json",
             {"format": "xyxy-pixel-edges", "classes": classes, "boxes": all_boxes},
         )
-    _write_json(out_dir / "tags.json", {"classes": classes, "tags": all_tags})
+    _write_json(staging / "tags.json", {"classes": classes, "tags": all_tags})
     record = {
         "format": PROTOCOL_FORMAT,
         "protocol": protocol,
@@ -137,7 +167,7 @@ def make_labels(
         "num_images": len(dataset),
         "command": _command_line(kind, resolved, seed, dataset_info, out_dir),
     }
-    _write_json(out_dir / "protocol.json", record)
+    _write_json(staging / "protocol.json", record)
 
     per_class = [
         {
