@@ -107,3 +107,29 @@ def test_make_labels_then_check_labels_from_the_command_line(tmp_path, capsys):
     )
     assert code == 0, out
     assert "64 found, 0 missing" in out and "unlabeled value guess: 255" in out
+
+
+def test_an_unreadable_image_is_named_and_its_label_is_not_called_extra(camvid_tree, capsys):
+    image = camvid_tree / "images" / "train" / "0001TP_001t.png"
+    image.write_bytes(image.read_bytes()[:60])  # truncated: the header reads, the pixels do not
+    code, out = run(capsys, "--data", "camvid", "--root", str(camvid_tree), "--split", "train")
+    assert code == 1
+    assert f"ERROR {image}: cannot read image" in out
+    assert "extra label files: 0" in out and "without an image" not in out
+
+
+def test_boxes_in_json_sidecars_count_as_labels(camvid_tree, tmp_path, capsys):
+    import json
+
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    for name in ("0001TP_000t", "0001TP_001t", "0001TP_002t"):  # boxes of classes 0, 3, 5 and 8
+        rows = [[0, 0, 4, 4, c] for c in (0, 3, 5, 8)]
+        (boxes / f"{name}.json").write_text(json.dumps({"boxes": rows}))
+    code, out = run(
+        capsys, "--data", "camvid", "--root", str(camvid_tree), "--split", "train",
+        "--weak-label-dir", str(boxes),
+    )  # fmt: skip
+    assert code == 0, out
+    assert "weak labels: 3 found, 0 missing" in out
+    assert "classes never labeled" not in out

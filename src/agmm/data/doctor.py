@@ -18,7 +18,7 @@ import numpy as np
 
 from agmm.data import io
 from agmm.data.datasets import DATASETS, SegmentationDataset, build_dataset
-from agmm.data.datasets.base import _index_files
+from agmm.data.datasets.base import _index_files, _read_sidecar
 from agmm.errors import DataError
 
 IGNORE_INDEX = 255
@@ -47,6 +47,8 @@ class SplitReport:
     weak_missing: list[str] = field(default_factory=list)
     weak_extra: list[str] = field(default_factory=list)
     weak_raw_counts: dict[int, int] = field(default_factory=dict)
+    #: (K,) boxes plus image tags per class read from the weak labels' JSON sidecars.
+    weak_annotations: np.ndarray | None = None
     unlabeled_guess: str | None = None
     never_labeled: list[str] = field(default_factory=list)
 
@@ -199,10 +201,13 @@ def _check_split(
     weak_index = _index_files(Path(weak_label_dir)) if weak_label_dir is not None else None
     if weak_index is not None:
         report.weak_pixels = np.zeros(num_classes, np.int64)
+        report.weak_annotations = np.zeros(num_classes, np.int64)
     weak_raw = np.zeros(0, np.int64)
     referenced: dict[Path, set[str]] = {}
     generated = getattr(dataset, "generated", False)
     for index, record in enumerate(records):
+        if record.mask_path is not None:  # even when its image is unreadable: not an extra label
+            referenced.setdefault(record.mask_path.parent, set()).add(record.mask_path.name)
         if generated:  # e.g. SyntheticShapes: nothing on disk
             raw = dataset.read_raw(index)
             hw, mask = raw["image"].shape[:2], raw["mask"]
@@ -215,8 +220,6 @@ def _check_split(
                 report.unreadable.append(str(error))
                 continue
             mask = _check_mask(dataset, record, hw, report)
-        if record.mask_path is not None:
-            referenced.setdefault(record.mask_path.parent, set()).add(record.mask_path.name)
         if mask is not None:
             report.masks += 1
             valid = mask[mask != IGNORE_INDEX]
@@ -227,13 +230,14 @@ def _check_split(
                 (weak_index[s] for s in (record.name, record.image_path.stem) if s in weak_index),
                 {},
             )
-            if ".png" not in files:
-                if not files:
-                    report.weak_missing.append(record.name)
-                else:
-                    report.weak_found += 1
+            if not files:
+                report.weak_missing.append(record.name)
                 continue
             report.weak_found += 1
+            if ".json" in files:
+                _check_sidecar(dataset, files[".json"], report)
+            if ".png" not in files:
+                continue
             counts = _check_weak(dataset, files[".png"], hw, report)
             if counts is not None:
                 if len(counts) > len(weak_raw):
@@ -243,7 +247,7 @@ def _check_split(
     _report_extra_masks(dataset, records, referenced, report)
     if weak_index is not None:
         report.unlabeled_guess = guess_unlabeled_value(report.weak_raw_counts, num_classes)
-        labeled = report.weak_pixels
+        labeled = report.weak_pixels + report.weak_annotations  # pixels, boxes or tags
     else:
         labeled = report.mask_pixels
     if report.masks or weak_index is not None:
@@ -324,6 +328,20 @@ def _check_weak(dataset, path: Path, hw, report: SplitReport):
     labeled = label[label != IGNORE_INDEX]
     report.weak_pixels += np.bincount(labeled, minlength=dataset.num_classes)[: dataset.num_classes]
     return counts
+
+
+def _check_sidecar(dataset, path: Path, report: SplitReport) -> None:
+    """Adds the boxes and tags per class of one JSON sidecar to the report."""
+    try:
+        boxes, tags = _read_sidecar(path, dataset.num_classes)
+    except DataError as error:
+        _file_problem(report, str(error))
+        return
+    num_classes = dataset.num_classes
+    if boxes is not None and len(boxes):
+        report.weak_annotations += np.bincount(boxes[:, 4].astype(np.int64), minlength=num_classes)
+    if tags is not None:
+        report.weak_annotations += (tags > 0).astype(np.int64)
 
 
 def _converted(raw, report: SplitReport, *, path, num_classes, unlabeled_values, **kwargs):
