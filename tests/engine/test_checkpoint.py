@@ -76,6 +76,28 @@ def test_corrupt_or_foreign_files_raise_checkpoint_error_naming_the_file(
         load_model(tmp_path / "absent.pt")
 
 
+@pytest.mark.parametrize(
+    "content", [b"hello world", b"\x80\x02K\x05.", b"PK\x03\x04" + bytes(100), bytes(range(256))]
+)
+def test_a_garbage_checkpoint_error_ends_in_words_not_numbers(tmp_path, content):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(garbage)
+    message = str(caught.value)
+    assert message.startswith(f"{garbage}: not a readable checkpoint (corrupt, truncated")
+    assert not message.rstrip("'\")").endswith(tuple("0123456789")), message
+
+
+def test_a_run_folder_stands_for_its_last_checkpoint(tmp_path, trained_checkpoint):
+    assert (
+        load_checkpoint(trained_checkpoint.parent)["step"]
+        == load_checkpoint(trained_checkpoint)["step"]
+    )
+    _, _, meta = load_model(trained_checkpoint.parent)  # `agmm eval --checkpoint RUN_DIR`
+    assert meta["step"] == 2
+
+
 def test_save_is_atomic_and_keeps_the_newest_numbered_copies(tmp_path):
     for step in (1, 2, 3):
         write_run_checkpoint({"format": FORMAT, "step": step}, tmp_path, keep=2)

@@ -113,18 +113,19 @@ def restore_rng(state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
-    """Read and check a checkpoint file; CheckpointError (naming the file) if it is not one."""
+    """Read and check a checkpoint file (or a run folder's ``last.pt``); CheckpointError (naming
+    the file) if it is not one."""
     path = Path(path)
+    if path.is_dir():
+        path = path / LAST
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for truncated / foreign files
-        reason = (
-            str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        )
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (corrupt, truncated or not written by agmm): {reason}"
+            f"{path}: not a readable checkpoint (corrupt, truncated or not written by agmm)"
+            + _load_failure_detail(error)
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
@@ -135,6 +136,14 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return state
+
+
+def _load_failure_detail(error: Exception) -> str:
+    """``": <torch's first sentence>"`` when it says something in words; torch's reasons for a
+    garbage file are often a bare pickle key such as ``'101'``, which would only puzzle."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    reason = reason.split(". ")[0].strip("'\" .")[:120]
+    return f": {reason}" if sum(ch.isalpha() for ch in reason) >= 8 else ""
 
 
 def resolve_resume(resume: str | Path | None, output_dir: str | Path) -> Path | None:
