@@ -4,6 +4,7 @@
   scribbles, blocks, boxes, tags and full masks; ``image_rng(seed, name)`` per image.
 - ``readers``: label PNGs (VOC/TEL/AGMM, Cityscapes labelIds, ADE20K blocks), "What's the point"
   clicks, ScribbleSup XML, VOC/COCO boxes, image tags.
+- ``scribbles4all``: the Scribbles4All releases (``read_s4_scribble``, ``convert_scribbles4all``).
 - ``make_labels``: ``agmm make-labels`` (its ``make_labels()`` for a notebook).
 - ``protocols``: named presets of the papers' settings.
 """
@@ -28,6 +29,12 @@ from agmm.data.weak_labels.readers import (
     read_whats_the_point_json,
     tags_from_label,
 )
+from agmm.data.weak_labels.scribbles4all import (
+    S4_RELEASES,
+    convert_scribbles4all,
+    find_s4_scribbles,
+    read_s4_scribble,
+)
 from agmm.data.weak_labels.simulate import (
     DEFAULT_PARAMS,
     KINDS,
@@ -41,13 +48,17 @@ __all__ = [
     "KINDS",
     "LABEL_PNG_CONVENTIONS",
     "PROTOCOLS",
+    "S4_RELEASES",
     "VOC_CLASSES",
     "add_make_labels_arguments",
     "coco_category_map",
+    "convert_scribbles4all",
+    "find_s4_scribbles",
     "get_protocol",
     "image_rng",
     "read_boxes_json",
     "read_coco_boxes",
+    "read_s4_scribble",
     "read_label_png",
     "read_scribblesup_xml",
     "read_tags_json",
