@@ -42,6 +42,9 @@ def test_onnx_export_matches_pytorch_at_any_size(tmp_path):
         expected = model(images)["logits"]
     assert logits.shape == (3, 3, 20, 28)
     assert abs(torch.from_numpy(logits) - expected).max() < 1e-4
+    (output,) = session.get_outputs()
+    assert output.shape[1] == 3  # K is fixed; batch, height and width are symbolic
+    assert all(isinstance(dim, str) for dim in (output.shape[0], *output.shape[2:]))
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit")

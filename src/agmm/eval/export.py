@@ -111,6 +111,7 @@ def export_onnx(
         axes = {0: "batch", 2: "height", 3: "width"}
         try:
             export({"images": axes, "logits": axes})
+            _set_class_dim(path, wrapped, example)
             check_onnx(wrapped, path, _example(_other_size(image_size), batch=2, seed=1), atol)
             diff = check_onnx(wrapped, path, example, atol)
             return {"path": str(path), "dynamic": True, "max_abs_diff": diff}
@@ -133,6 +134,20 @@ def export_onnx(
         raise ExportError(f"{path}: ONNX export failed: {_first_line(error)}{hint}") from error
     diff = check_onnx(wrapped, path, example, atol)
     return {"path": str(path), "dynamic": False, "max_abs_diff": diff}
+
+
+def _set_class_dim(path: Path, wrapped: nn.Module, example: torch.Tensor) -> None:
+    """Writes K into the graph's ``logits`` shape: the legacy exporter leaves every dimension of
+    an output with dynamic axes symbolic, although only batch, height and width vary."""
+    import onnx
+
+    with torch.no_grad():
+        num_classes = int(wrapped(example).shape[1])
+    graph = onnx.load(str(path))
+    for output in graph.graph.output:
+        if output.name == "logits":
+            output.type.tensor_type.shape.dim[1].dim_value = num_classes
+    onnx.save(graph, str(path))
 
 
 def export_torchscript(
