@@ -66,3 +66,16 @@ def test_tags_only_training_gives_cam_seeds_well_above_chance():
         precision[name] = quality.precision_miou
     assert precision["trained"] > 0.6
     assert precision["trained"] > max(precision["random"], precision["constant"]) + 0.3
+
+
+def test_seed_table_totals_keep_class_means_and_pixel_pools_apart():
+    import numpy as np
+
+    seeds = np.array([[0, 0, 0, 0], [0, 0, 1, 255]])  # every seed right; sign is half seeded
+    masks = np.array([[0, 0, 0, 0], [0, 0, 1, 1]])
+    quality = SeedQuality(2)
+    quality.update(seeds, masks)
+    table = quality.format_table(["road", "sign"])
+    # class mean: IoU (100 + 100) / 2, coverage (6/6 + 1/2) / 2; all pixels: 7/7 right, 7/8 seeded
+    assert "| **class mean** | **100.0** | **75.0** |" in table
+    assert "| **all pixels** | 100.0 (pixel accuracy) | 87.5 |" in table

@@ -63,7 +63,7 @@ def test_agmm_seeds_boxes_writes_pngs_and_prints_precision(tmp_path, monkeypatch
     assert code == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["img0.png", "img1.png"]
     printed = capsys.readouterr().out
-    assert "2 computed" in printed and "| red |" in printed and "**all**" in printed
+    assert "2 computed" in printed and "| red |" in printed and "**class mean**" in printed
     main([*argv, "--out", str(out), "--no-progress"])
     assert "2 from the cache" in capsys.readouterr().out
 

@@ -77,6 +77,12 @@ class SeedQuality:
         return float(self.seeded_class_pixels.sum() / total) if total else float("nan")
 
     @property
+    def mean_coverage(self) -> float:
+        """Mean of ``per_class_coverage`` over the classes present in the masks."""
+        coverage = self.per_class_coverage
+        return float(np.nanmean(coverage)) if np.isfinite(coverage).any() else float("nan")
+
+    @property
     def has_data(self) -> bool:
         return bool(self.class_pixels.sum())
 
@@ -91,7 +97,9 @@ class SeedQuality:
         }
 
     def format_table(self, classes: list[str] | None = None) -> str:
-        """A markdown table: one row per class (IoU on seeded pixels, coverage), then the totals."""
+        """A markdown table: one row per class (IoU on seeded pixels, coverage), then the mean over
+        classes (mIoU, mean coverage) and the figures pooled over all pixels (the fraction of
+        seeded pixels that are right, the fraction of valid pixels seeded)."""
         names = classes or [str(i) for i in range(self.num_classes)]
 
         def pct(value: float) -> str:
@@ -100,7 +108,13 @@ class SeedQuality:
         rows = ["| class | precision IoU (%) | coverage (%) |", "|---|---|---|"]
         for name, iou, cover in zip(names, self.per_class_iou, self.per_class_coverage):
             rows.append(f"| {name} | {pct(iou)} | {pct(cover)} |")
-        rows.append(f"| **all** | **{pct(self.precision_miou)}** | **{pct(self.coverage)}** |")
+        rows.append(
+            f"| **class mean** | **{pct(self.precision_miou)}** | **{pct(self.mean_coverage)}** |"
+        )
+        rows.append(
+            f"| **all pixels** | {pct(self.pixel_precision)} (pixel accuracy) "
+            f"| {pct(self.coverage)} |"
+        )
         return "\n".join(rows)
 
 
