@@ -115,3 +115,29 @@ def test_curves_from_records_with_nested_terms(tmp_path, check_picture):
     check_picture(plot_curves(records, tmp_path / "c.png"), min_size=(800, 300))
     with pytest.raises(Exception, match="nothing|no loss"):
         plot_curves([{"step": 1, "time": 3.0}], tmp_path / "empty.png")
+
+
+def test_panel_legend_names_void_when_a_label_shows_it(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    labels = []
+    original = Figure.legend
+
+    def recording_legend(self, *args, handles=(), **kwargs):
+        labels.extend(handle.get_label() for handle in handles)
+        return original(self, *args, handles=handles, **kwargs)
+
+    monkeypatch.setattr(Figure, "legend", recording_legend)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:2] = 255
+    mask[4:] = 1
+    palette = np.array([[0, 0, 0], [200, 0, 0]], np.uint8)
+    save_panels(tmp_path / "p.png", [{"mask": mask}], palette=palette, classes=["road", "car"])
+    assert labels == ["road", "car", "void / unlabeled (255)"]
+
+
+def test_pictures_spread_their_images_over_the_dataset():
+    from agmm.viz.panels import spread_indices
+
+    assert spread_indices(4, 101) == [0, 33, 67, 100]  # not four consecutive video frames
+    assert spread_indices(4, 3) == [0, 1, 2] and spread_indices(1, 10) == [0]

@@ -71,6 +71,7 @@ def _pictures(run_dir: Path, *, with_gmm: bool, num_images: int = 4) -> None:
     from agmm.engine.build import build_loss
     from agmm.engine.checkpoint import load_checkpoint, load_model
     from agmm.viz import panel_rows, save_panels, write_report
+    from agmm.viz.panels import spread_indices
 
     model, cfg, meta = load_model(run_dir / "last.pt")
     loss_module = None
@@ -78,7 +79,8 @@ def _pictures(run_dir: Path, *, with_gmm: bool, num_images: int = 4) -> None:
         loss_module = build_loss(cfg, model, meta["num_classes"])
         loss_module.load_state_dict(load_checkpoint(run_dir / "last.pt")["loss_module"])
     dataset = _val_with_weak_labels(cfg)
-    rows = panel_rows(model, dataset, range(min(num_images, len(dataset))), loss_module=loss_module)
+    indices = spread_indices(num_images, len(dataset))
+    rows = panel_rows(model, dataset, indices, loss_module=loss_module)
     save_panels(run_dir / "panels.png", rows, palette=meta["palette"], classes=meta["classes"])
     write_report(run_dir)
 

@@ -179,6 +179,7 @@ def save_panels(
     fig = new_figure(panel_size * len(columns), panel_size * len(rows) + (0.5 if classes else 0))
     axes = fig.subplots(len(rows), len(columns), squeeze=False)
     shown_ids: set[int] = set()
+    shows_void = False
     for r, row in enumerate(rows):
         pictures = panel_images(row, palette)
         for c, column in enumerate(columns):
@@ -195,16 +196,31 @@ def save_panels(
             if row.get(column) is not None:
                 ids = np.unique(_label_map(row[column]))
                 shown_ids.update(int(i) for i in ids if i != 255)
+                shows_void = shows_void or bool((ids == 255).any())
     if classes:
         handles = [
             Patch(color=np.asarray(palette[k]) / 255.0, label=classes[k])
             for k in sorted(shown_ids)
             if k < len(classes)
         ]
+        if shows_void:
+            handles.append(
+                Patch(facecolor=IGNORE_RGB / 255.0, edgecolor="0.5", label="void / unlabeled (255)")
+            )
         if handles:
             fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8)
     fig.tight_layout(rect=(0, 0.06 if classes else 0, 1, 1))
     return save_figure(fig, path)
+
+
+def spread_indices(count: int, length: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(length)`` (first and last included), so that
+    pictures of a video dataset such as CamVid do not show near-identical consecutive frames."""
+    if count <= 0 or length <= 0:
+        return []
+    if count >= length:
+        return list(range(length))
+    return sorted({round(i * (length - 1) / max(count - 1, 1)) for i in range(count)})
 
 
 @torch.no_grad()

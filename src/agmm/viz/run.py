@@ -30,7 +30,7 @@ def draw_run_pictures(
     from agmm.data.transforms import EvalTransform
     from agmm.engine.checkpoint import load_model
     from agmm.eval.pseudo_labels import load_gmm_module
-    from agmm.viz.panels import panel_rows, save_panels
+    from agmm.viz.panels import panel_rows, save_panels, spread_indices
     from agmm.viz.tsne import plot_tsne
 
     device = torch.device(device or "cpu")
@@ -47,7 +47,7 @@ def draw_run_pictures(
         seed=cfg.seed,
         **cfg.data.dataset_args,
     )
-    indices = list(range(min(num_images, len(dataset))))
+    indices = spread_indices(num_images, len(dataset))
     out_dir = Path(out_dir)
     rows = panel_rows(model, dataset, indices, loss_module=loss_module, device=device)
     written = [
