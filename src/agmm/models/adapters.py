@@ -338,13 +338,16 @@ def build_torchvision(
         raise ConfigError("model.output_stride: torchvision fixes it; set it to null")
     if arch != "lraspp":
         kwargs.setdefault("aux_loss", False)
-    model = torchvision.models.get_model(
-        f"{arch}_{backbone}",
-        weights=None,
-        weights_backbone="DEFAULT" if _wants_imagenet(pretrained) else None,
-        num_classes=num_classes,
-        **kwargs,
-    )
+    try:
+        model = torchvision.models.get_model(
+            f"{arch}_{backbone}",
+            weights=None,
+            weights_backbone="DEFAULT" if _wants_imagenet(pretrained) else None,
+            num_classes=num_classes,
+            **kwargs,
+        )
+    except TypeError as error:  # a keyword the builder does not take
+        raise ConfigError(f"model.model_args: torchvision {arch}_{backbone}: {error}") from error
     return _load_backbone_file(adapt(model, backbone_name=backbone), pretrained)
 
 
