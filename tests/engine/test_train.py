@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agmm.engine.checkpoint import load_checkpoint
-from agmm.engine.train import NonFiniteLossError, train
+from agmm.engine.train import NonFiniteLossError, RunLogger, train
 from agmm.errors import CheckpointError, ConfigError
 from agmm.gmm.loss import AGMMLoss
 
@@ -271,6 +271,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_config
         train(cfg)
     assert not Path(cfg.output_dir).exists()  # no config.yaml, metrics.jsonl or tensorboard/
     assert not getattr(caught.value, "__notes__", None)
+    assert not RunLogger.live  # its progress bar was closed before the error is printed
 
 
 def test_a_run_that_fails_after_a_checkpoint_says_how_to_resume(tiny_config, monkeypatch):
