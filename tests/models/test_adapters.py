@@ -5,6 +5,8 @@ Every model is built by its own library's constructor with random weights (no do
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import segmentation_models_pytorch as smp
 import torch
@@ -15,6 +17,7 @@ import transformers
 from agmm.config import load_config
 from agmm.engine.build import build_loss, build_segmenter
 from agmm.errors import ConfigError
+from agmm.eval.export import export_onnx
 from agmm.gmm import AGMMLoss
 from agmm.models import build_model
 from agmm.models.adapters import AdaptedSegmenter, adapt
@@ -309,3 +312,20 @@ def test_unknown_models_and_activations_are_refused():
         adapt(torch.nn.Conv2d(3, K, 1))
     with pytest.raises(ConfigError, match="activation=None"):
         adapt(smp.Unet("resnet18", encoder_weights=None, classes=K, activation="softmax2d"))
+
+
+def test_a_deep_copy_taps_its_own_classifier():
+    """timm's ModelEmaV3 (train.ema_decay) deep-copies the model: the copy's hooks must be its own."""
+    adapted = _adapted("smp-fpn-timm-universal").eval()
+    twin = copy.deepcopy(adapted)
+    with torch.no_grad():
+        for parameter in twin.parameters():
+            parameter.add_(torch.randn_like(parameter))
+        images = torch.randn(1, 3, 64, 64)
+        assert not torch.equal(twin(images)["features"], adapted(images)["features"])
+
+
+def test_exports_to_onnx_like_the_built_in_models(tmp_path):
+    adapted = _adapted("torchvision-lraspp")
+    result = export_onnx(adapted, tmp_path / "lraspp.onnx", image_size=(64, 96))
+    assert result["dynamic"] and result["max_abs_diff"] < 1e-4
