@@ -329,3 +329,10 @@ def test_exports_to_onnx_like_the_built_in_models(tmp_path):
     adapted = _adapted("torchvision-lraspp")
     result = export_onnx(adapted, tmp_path / "lraspp.onnx", image_size=(64, 96))
     assert result["dynamic"] and result["max_abs_diff"] < 1e-4
+
+
+def test_calling_the_library_model_directly_keeps_no_tensors():
+    adapted = _adapted("transformers-segformer")
+    adapted.model(pixel_values=torch.randn(1, 3, 32, 32))
+    assert adapted._tapped is None
+    assert adapted(torch.randn(1, 3, 32, 32))["features"].shape[1] == adapted.feature_channels

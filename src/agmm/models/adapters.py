@@ -138,7 +138,7 @@ class AdaptedSegmenter(Segmenter):
         for path in wiring.aux_heads:
             if getattr(model, path, None) is not None:
                 setattr(model, path, None)
-        self._tapped: list[torch.Tensor] = []
+        self._tapped: list[torch.Tensor] | None = None  # a list only during our own forward
         for path in wiring.taps:
             model.get_submodule(path).register_forward_pre_hook(self._tap)
         self.feature_channels, self.feature_stride, self.num_classes = self._measure()
@@ -148,7 +148,8 @@ class AdaptedSegmenter(Segmenter):
         return self.model.get_submodule(self.wiring.backbone)
 
     def _tap(self, module: nn.Module, inputs: tuple) -> None:
-        self._tapped.append(inputs[0])
+        if self._tapped is not None:  # calls of the library model itself keep nothing
+            self._tapped.append(inputs[0])
 
     def _library_logits(self, images: torch.Tensor) -> torch.Tensor:
         family = self.wiring.family
@@ -168,9 +169,15 @@ class AdaptedSegmenter(Segmenter):
         self._tapped = []
         try:
             logits = self._library_logits(images)
-            features = torch.cat(self._tapped, dim=1)
+            tapped = self._tapped
         finally:
-            self._tapped = []
+            self._tapped = None
+        if len(tapped) != len(self.wiring.taps):
+            raise RuntimeError(
+                f"{type(self.model).__name__}: expected {len(self.wiring.taps)} classifier input(s) "
+                f"per forward, got {len(tapped)}"
+            )
+        features = torch.cat(tapped, dim=1)
         if logits.shape[2:] != images.shape[2:]:
             logits = F.interpolate(
                 logits, size=images.shape[2:], mode="bilinear", align_corners=False
