@@ -17,7 +17,7 @@ from agmm.data.weak_labels.scribbles4all import (
 )
 from agmm.errors import DataError, LabelError
 
-from .conftest import save_grey, save_palette
+from .conftest import save_grey, save_palette, save_rgb
 
 
 def draw_like_s4(dense_path: Path, out_path: Path, strokes: list[list[tuple[int, int]]]) -> None:
@@ -120,6 +120,28 @@ def test_pascal_colour_and_grey_scribbles_read_alike(tmp_path):
     assert list(find_s4_scribbles(tmp_path / "grey", "s4Pascal")) == ["2007_000032"]
 
 
+def test_cityscapes_scribbles_drawn_from_colour_labels_read_like_those_from_ids(tmp_path):
+    ids = np.zeros((12, 16), np.uint8)
+    ids[:, 0:4], ids[:, 4:8], ids[:, 8:12], ids[:, 12:16] = 11, 17, 18, 4  # building, pole,
+    save_grey(tmp_path / "x_gtFine_labelIds.png", ids)  # polegroup (pole's colour), static
+    colours = {11: (70, 70, 70), 17: (153, 153, 153), 18: (153, 153, 153), 4: (0, 0, 0)}
+    rgb = np.zeros((12, 16, 3), np.uint8)
+    for label_id, colour in colours.items():
+        rgb[ids == label_id] = colour
+    save_rgb(tmp_path / "x_gtFine_color.png", rgb)  # only grey colours: must not pass for ids
+    strokes = [[(x, 1), (x, 10)] for x in (1, 5, 9, 13)]
+    draw_like_s4(
+        tmp_path / "x_gtFine_labelIds.png", tmp_path / "s4/a/x_gtFine_labelIds.png", strokes
+    )
+    draw_like_s4(tmp_path / "x_gtFine_color.png", tmp_path / "s4/b/x_gtFine_color.png", strokes)
+    from_ids = read_s4_scribble(tmp_path / "s4/a/x_gtFine_labelIds.png", "s4cityscapes")
+    from_colours = read_s4_scribble(tmp_path / "s4/b/x_gtFine_color.png", "s4cityscapes")
+    assert from_ids[5, 1] == 2 and from_ids[5, 5] == 5 and from_ids[5, 9] == 255  # polegroup
+    assert from_colours[5, 9] == 5  # polegroup has pole's colour: read as pole
+    same = np.r_[0:8, 12:16]  # building, pole, static: the same either way
+    np.testing.assert_array_equal(from_ids[:, same], from_colours[:, same])
+
+
 def test_values_a_release_cannot_hold_are_label_errors_naming_the_file(tmp_path):
     save_grey(tmp_path / "a_gtFine_labelIds.png", np.full((4, 4), 40, np.uint8))
     with pytest.raises(LabelError, match=r"a_gtFine_labelIds.png: values \[40\]"):
@@ -129,7 +151,7 @@ def test_values_a_release_cannot_hold_are_label_errors_naming_the_file(tmp_path)
     cv2.imwrite(str(tmp_path / "b.png"), rgb)
     with pytest.raises(LabelError, match="grey-level label ids"):
         read_s4_scribble(tmp_path / "b.png", "s4ade20k")
-    with pytest.raises(LabelError, match="not in the VOC palette"):
+    with pytest.raises(LabelError, match="neither ids nor label colours of s4pascal"):
         read_s4_scribble(tmp_path / "b.png", "s4pascal")
 
 

@@ -21,6 +21,8 @@ What the files hold, per release (the dense labels each was drawn from; ``S4_REL
 - s4Cityscapes: Cityscapes labelIds (``*_gtFine_labelIds.png``; 0 = unlabeled) -> 19 trainIds.
 - s4KITTI360: KITTI-360 semantic ids (Cityscapes labelIds plus 34..44) -> the 19 trainIds of
   KITTI-360's ``labels.py`` (garage -> building, gate -> fence, smallpole -> pole).
+- Both also read by the label colours, in case the source was ``*_gtFine_color.png`` /
+  ``semantic_rgb``.
 - s4ADE20K: ADE20K annotation values (0 = other, class c stored as c + 1) -> 150 classes.
 - s4Pascal: VOC class ids; grey-level files read as ids (1..20; 0 and 255 unlabeled), colour
   files in the VOC palette read by colour (black and the border colour unlabeled). With the
@@ -52,6 +54,22 @@ _KITTI360_EXTRA_TRAIN_IDS = {34: 2, 35: 4, 36: 255, 37: 5, 38: 255, 39: 255, 40:
 _KITTI360_EXTRA_TRAIN_IDS.update({42: 255, 43: 255, 44: 255})
 KITTI360_ID_TO_TRAINID = {**CITYSCAPES_LABELID_TO_TRAINID, **_KITTI360_EXTRA_TRAIN_IDS}
 
+# Colours of the labelIds (cityscapesScripts / KITTI-360 helpers/labels.py), for scribbles drawn
+# from the *_color.png / semantic_rgb files instead of the id files.
+_ID_COLOURS = {
+    0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0), 3: (0, 0, 0), 4: (0, 0, 0), 5: (111, 74, 0),
+    6: (81, 0, 81), 7: (128, 64, 128), 8: (244, 35, 232), 9: (250, 170, 160),
+    10: (230, 150, 140), 11: (70, 70, 70), 12: (102, 102, 156), 13: (190, 153, 153),
+    14: (180, 165, 180), 15: (150, 100, 100), 16: (150, 120, 90), 17: (153, 153, 153),
+    18: (153, 153, 153), 19: (250, 170, 30), 20: (220, 220, 0), 21: (107, 142, 35),
+    22: (152, 251, 152), 23: (70, 130, 180), 24: (220, 20, 60), 25: (255, 0, 0),
+    26: (0, 0, 142), 27: (0, 0, 70), 28: (0, 60, 100), 29: (0, 0, 90), 30: (0, 0, 110),
+    31: (0, 80, 100), 32: (0, 0, 230), 33: (119, 11, 32), 34: (64, 128, 128),
+    35: (190, 153, 153), 36: (150, 120, 90), 37: (153, 153, 153), 38: (0, 64, 64),
+    39: (0, 128, 192), 40: (128, 64, 0), 41: (64, 64, 128), 42: (102, 0, 0), 43: (51, 0, 51),
+    44: (32, 32, 32),
+}  # fmt: skip
+
 
 def _lookup(id_map: dict[int, int]) -> np.ndarray:
     """Raw value (0..255) -> class id, 255 = unlabeled, -1 = not a value of the release."""
@@ -59,6 +77,21 @@ def _lookup(id_map: dict[int, int]) -> np.ndarray:
     for raw, class_id in id_map.items():
         table[raw] = class_id
     table[0] = UNLABELED  # the generator's background fill
+    return table
+
+
+def _colour_table(id_map: dict[int, int]) -> dict[tuple[int, int, int], int]:
+    """RGB -> class id of the ids in ``id_map``; black = the generator's fill (unlabeled).
+
+    Ids sharing a colour (pole / polegroup / smallpole, car / license plate, fence / gate) take
+    the trainable class among them.
+    """
+    table: dict[tuple[int, int, int], int] = {}
+    for raw, class_id in sorted(id_map.items()):
+        colour = _ID_COLOURS[raw]
+        if table.get(colour, UNLABELED) == UNLABELED:
+            table[colour] = class_id
+    table[(0, 0, 0)] = UNLABELED
     return table
 
 
@@ -84,34 +117,37 @@ class S4Release:
     num_classes: int
     lookup: np.ndarray
     """(256,) raw grey value -> class id (255 = unlabeled, -1 = invalid)."""
+    colours: dict[tuple[int, int, int], int] | None = None
+    """RGB -> class id for scribbles drawn from colour-coded labels; None = ids only."""
     pattern: str = "**/*.png"
     name_of: Callable[[Path], str] = field(default=lambda path: path.stem)
     """Scribble file -> the sample name the library's dataset gives its image."""
-    palette: np.ndarray | None = None
-    """(N, 3) colours of class ids 0..N-1 for colour files (s4Pascal); None = grey only."""
 
+
+_VOC_COLOURS = {tuple(int(c) for c in rgb): i for i, rgb in enumerate(voc_palette(21))}
+_VOC_COLOURS.update({(0, 0, 0): UNLABELED, (224, 224, 192): UNLABELED})  # fill / VOC border
 
 S4_RELEASES = {
     "s4pascal": S4Release(
         num_classes=21,
         lookup=_lookup({v: v for v in range(1, 21)} | {255: UNLABELED}),
-        palette=voc_palette(21),
+        colours=_VOC_COLOURS,
     ),
     "s4cityscapes": S4Release(
         num_classes=19,
         lookup=_lookup(CITYSCAPES_LABELID_TO_TRAINID),
+        colours=_colour_table(CITYSCAPES_LABELID_TO_TRAINID),
         name_of=_stem_before("_gtFine"),
     ),
     "s4kitti360": S4Release(
         num_classes=19,
         lookup=_lookup(KITTI360_ID_TO_TRAINID),
+        colours=_colour_table(KITTI360_ID_TO_TRAINID),
         pattern="**/scribble/*.png",
         name_of=_kitti360_name,
     ),
     "s4ade20k": S4Release(num_classes=150, lookup=_lookup({v: v - 1 for v in range(1, 151)})),
 }
-# VOC's border colour (index 255 of its palette) marks no class.
-_VOC_BORDER = (224, 224, 192)
 
 
 def _release(name: str) -> S4Release:
@@ -125,9 +161,10 @@ def read_s4_scribble(path: str | Path, release: str) -> np.ndarray:
     """Read one Scribbles4All scribble PNG as ``(H, W)`` uint8 class ids, 255 = unlabeled.
 
     ``release``: s4pascal, s4cityscapes, s4kitti360 or s4ade20k. Grey, palette-index and
-    3-channel files are accepted; a 3-channel file whose channels differ is read by colour
-    (s4Pascal only). Raises ``DataError`` for a missing / unreadable file and ``LabelError`` for a
-    value the release cannot hold; both name the file.
+    3-channel files are accepted. A 3-channel file is read as ids when its channels are equal and
+    every value is an id of the release, else by colour (the label colours of VOC / Cityscapes /
+    KITTI-360; ADE20K has ids only). Raises ``DataError`` for a missing / unreadable file and
+    ``LabelError`` for a value or colour the release cannot hold; both name the file.
     """
     spec, path = _release(release), Path(path)
     if not path.is_file():
@@ -141,10 +178,10 @@ def read_s4_scribble(path: str | Path, release: str) -> np.ndarray:
         raise LabelError(f"{path}: 16-bit values; Scribbles4All PNGs are 8-bit")
     if raw.ndim == 3:
         raw = raw[..., :3]
-        if (raw == raw[..., :1]).all():
-            raw = raw[..., 0]
-        else:
-            return _by_colour(raw, spec, path)
+        grey = (raw == raw[..., :1]).all() and (spec.lookup[raw[..., 0]] >= 0).all()
+        if not grey:
+            return _by_colour(raw, spec, path, release)
+        raw = raw[..., 0]
     labels = spec.lookup[raw.astype(np.int64)]
     if (labels < 0).any():
         values = np.unique(raw[labels < 0])[:8].tolist()
@@ -152,24 +189,20 @@ def read_s4_scribble(path: str | Path, release: str) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
-def _by_colour(rgb: np.ndarray, spec: S4Release, path: Path) -> np.ndarray:
-    if spec.palette is None:
+def _by_colour(rgb: np.ndarray, spec: S4Release, path: Path, release: str) -> np.ndarray:
+    if spec.colours is None:
         raise LabelError(
-            f"{path}: is a colour image with differing channels; this release's scribbles are "
-            "grey-level label ids"
+            f"{path}: is a colour image or has values that are not ids of {release}; its "
+            "scribbles are grey-level label ids"
         )
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    colours = spec.palette.astype(np.int64)
-    keys = (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2]
-    border = (_VOC_BORDER[0] << 16) | (_VOC_BORDER[1] << 8) | _VOC_BORDER[2]
     labels = np.full(codes.shape, -1, dtype=np.int64)
-    for class_id, key in enumerate(keys):
-        labels[codes == key] = class_id
-    labels[(codes == 0) | (codes == border)] = UNLABELED  # black: the generator's fill
+    for (red, green, blue), class_id in spec.colours.items():
+        labels[codes == (red << 16) | (green << 8) | blue] = class_id
     if (labels < 0).any():
-        unknown = np.unique(codes[labels < 0])[:5]
-        shown = [((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in unknown.tolist()]
-        raise LabelError(f"{path}: colours {shown} are not in the VOC palette")
+        unknown = np.unique(codes[labels < 0])[:5].tolist()
+        shown = [((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in unknown]
+        raise LabelError(f"{path}: colours {shown} are neither ids nor label colours of {release}")
     return labels.astype(np.uint8)
 
 
