@@ -119,6 +119,9 @@ class LossConfig:
     sigma_prior: float = 0.0
     """Shrink each class's variance toward the image's pooled one with a prior worth this many
     labeled pixels; 0 = Eq. 2 per class (not in the paper, docs/method.md)."""
+    class_prior_momentum: float = 0.0
+    """> 0: running class centres/variances (EMA momentum) give the image's classes that have no
+    labeled pixel in the crop a component; 0 = the paper (not in the paper, docs/method.md)."""
     self_target: Literal["gmm", "gmm_x_p"] = "gmm"
     """L_self's target: gmm = G_new (Eq. 11); gmm_x_p = G_new x detached P, normalised over the
     present classes (not in the paper, docs/method.md)."""

@@ -35,11 +35,13 @@ def distance_sq(f, mu, kind):
     return sum((float(f[c]) - float(mu[c])) ** 2 for c in range(channels)) / channels
 
 
-def fit(feats, resp, present, kind, sigma_floor, prior_mass=0.0):
+def fit(feats, resp, present, kind, sigma_floor, prior_mass=0.0, previous=None):
     """feats (B, C, N), resp (B, K, N) -> mu (B, K, C), sigma (B, K), G (B, K, N).
 
     ``prior_mass`` > 0: each variance is shrunk toward the image's pooled variance (all present
     classes' weighted squared distances over all their weights), worth ``prior_mass`` of weight.
+    ``previous`` = (mu, sigma) of the last fit (M-steps): a present class with no responsibility
+    keeps those.
     """
     batch, channels, n = feats.shape
     k_all = resp.shape[1]
@@ -67,6 +69,8 @@ def fit(feats, resp, present, kind, sigma_floor, prior_mass=0.0):
             sigma[b, k] = math.sqrt(max(var, sigma_floor**2))
             if not present[b, k]:
                 continue
+            if previous is not None and masses[k] == 0:
+                mu[b, k], sigma[b, k] = previous[0][b, k], previous[1][b, k]
             for i in range(n):
                 d2 = distance_sq(feats[b, :, i], mu[b, k], kind)
                 g[b, k, i] = math.exp(-d2 / (2 * float(sigma[b, k]) ** 2))

@@ -86,11 +86,11 @@ def test_m_steps_match_reference(kind, responsibilities):
         distance=kind,
         sigma_floor=0.05,
     )
-    _, _, g = reference.fit(feats, weights, present, kind, 0.05)
+    mu, sigma, g = reference.fit(feats, weights, present, kind, 0.05)
     torch.testing.assert_close(old.probs, g)
     for _ in range(2):
         resp = reference.m_step_responsibilities(g, present, responsibilities) * valid[:, None]
-        mu, sigma, g = reference.fit(feats, resp, present, kind, 0.05)
+        mu, sigma, g = reference.fit(feats, resp, present, kind, 0.05, previous=(mu, sigma))
     torch.testing.assert_close(new.mu, mu)
     torch.testing.assert_close(new.sigma, sigma)
     torch.testing.assert_close(new.probs, g)

@@ -49,10 +49,17 @@ def test_terms_match_the_loop_reference(distance, con, resolution, responsibilit
     weights = reference.pool_labels(labels, K, (4, 3))
     present = weights.sum(2) > 0
     valid_cells = gmm_fn.pool_valid_mask(valid, (4, 3), dtype=torch.float64)
-    _, _, g_old = reference.fit(feats, weights, present, distance, criterion.sigma_floor)
+    mu_old, sigma_old, g_old = reference.fit(
+        feats, weights, present, distance, criterion.sigma_floor
+    )
     resp = reference.m_step_responsibilities(g_old, present, responsibilities)
     mu, sigma, g_new = reference.fit(
-        feats, resp * valid_cells[:, None], present, distance, criterion.sigma_floor
+        feats,
+        resp * valid_cells[:, None],
+        present,
+        distance,
+        criterion.sigma_floor,
+        previous=(mu_old, sigma_old),
     )
     g_up = F.interpolate(
         g_new.view(2, K, 4, 3), size=(16, 12), mode="bilinear", align_corners=False
@@ -328,3 +335,45 @@ def test_product_target_is_g_times_detached_p_normalised():
     torch.testing.assert_close(target[has], expected_target[has])
     out["loss"].backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_class_prior_gives_unlabeled_image_classes_a_component():
+    """class_prior_momentum: a class of the image with no label in the crop gets a component
+    from the running class statistics, once that class has been seen in a batch."""
+    features, logits, labels = make_batch(seed=4, density=0.3)
+    criterion = AGMMLoss(in_channels=6, num_classes=K, class_prior_momentum=0.9).double()
+    criterion.train()
+    first = criterion(features, logits, labels)  # every class labeled somewhere: all seen
+    assert criterion.prior_seen.all()
+    labels_first = gmm_fn.pool_labels(labels, K, features.shape[-2:], dtype=torch.float64)
+    assert torch.equal(first["present"], labels_first.sum(2) > 0)  # no image_classes: unchanged
+
+    cropped = labels.clone()
+    cropped[0][cropped[0] == 2] = 255  # image 0 contains class 2, but the crop lost its labels
+    image_classes = torch.ones(2, K, dtype=torch.bool)
+    out = criterion(features, logits, cropped, image_classes=image_classes)
+    assert out["present"][0, 2]
+    mu_prior = criterion.prior_mu[2].clone()  # fit_gmm in training mode updates the prior after use
+    gmm = criterion.fit_gmm(features, cropped, image_classes=image_classes)
+    assert not gmm["labeled"][0, 2] and gmm["present"][0, 2]
+    torch.testing.assert_close(gmm["old"].mu[0, 2], mu_prior)
+    assert torch.isfinite(out["loss"]) and out["gmm_old"][0, 2].max() > 0
+
+
+def test_class_prior_is_an_ema_of_labeled_class_centres():
+    features, logits, labels = make_batch(seed=5, density=0.3)
+    criterion = AGMMLoss(in_channels=6, num_classes=K, class_prior_momentum=0.75).double()
+    criterion.train()
+    criterion(features, logits, labels)
+    first = criterion.prior_mu.clone()
+    gmm = criterion.fit_gmm(features, labels)  # training mode: this call updates once more
+    weights = gmm["label_weights"]
+    mass = weights.sum(2)
+    batch_mu = torch.einsum("bk,bkc->kc", mass, gmm["old"].mu) / mass.sum(0)[:, None]
+    torch.testing.assert_close(first, batch_mu)  # first sighting: the batch's centres
+    torch.testing.assert_close(criterion.prior_mu, 0.75 * first + 0.25 * batch_mu)
+    criterion.eval()
+    before = criterion.prior_mu.clone()
+    criterion(features, logits, labels)
+    assert torch.equal(criterion.prior_mu, before)  # evaluation never moves the prior
+    assert {"prior_mu", "prior_variance", "prior_seen"} <= set(criterion.state_dict())

@@ -85,6 +85,7 @@ class TrainStep(nn.Module):
             outputs["features"],
             outputs["logits"],
             weak_labels,
+            image_classes=tags,  # the classes of the whole image, before cropping
             tags=tags if "cls_logits" in outputs else None,
             cls_logits=outputs.get("cls_logits"),
             valid_mask=valid_mask,

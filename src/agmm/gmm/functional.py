@@ -31,6 +31,19 @@ class GMMParams(NamedTuple):
     sigma: torch.Tensor
     probs: torch.Tensor
     sq_dist: torch.Tensor  # d^2 (B, K, N) of every position to every centre
+    present: torch.Tensor | None = None  # (B, K) the classes that have a component
+
+
+class ClassPrior(NamedTuple):
+    """Dataset-level class statistics in the GMM's feature space (not in the paper).
+
+    ``mu`` (K, C) running class centres, ``variance`` (K,) running class variances, ``seen``
+    (K,) bool: whether a class has been labeled at least once. See :func:`add_prior_components`.
+    """
+
+    mu: torch.Tensor
+    variance: torch.Tensor
+    seen: torch.Tensor
 
 
 def pool_labels(
@@ -135,7 +148,7 @@ def fit_components(
         probs = gmm_posteriors(sq_dist, sigma, present)
     else:
         probs = gmm_probabilities(sq_dist, sigma, present)
-    return GMMParams(mu=mu, sigma=sigma, probs=probs, sq_dist=sq_dist)
+    return GMMParams(mu=mu, sigma=sigma, probs=probs, sq_dist=sq_dist, present=present)
 
 
 def gmm_probabilities(
@@ -191,6 +204,76 @@ def hard_responsibilities(probs: torch.Tensor, present: torch.Tensor) -> torch.T
     return one_hot * present.unsqueeze(2).to(probs.dtype)
 
 
+def add_prior_components(
+    fitted: GMMParams,
+    feats: torch.Tensor,
+    image_classes: torch.Tensor,
+    prior: ClassPrior,
+    *,
+    distance: Distance = "l1",
+    sigma_floor: float = 0.05,
+    posterior: bool = False,
+) -> GMMParams:
+    """Give the image's classes that have no labeled pixel here a component from ``prior``.
+
+    ``fitted``: the E-step mixture (its ``present`` = classes labeled in this crop);
+    ``image_classes``: (B, K) bool, the classes the image contains (e.g. every class clicked
+    anywhere in the full image, of which a crop keeps only some). A class of the image that is
+    unlabeled in the crop but has been seen in the dataset gets mu = prior.mu and
+    sigma^2 = prior.variance (detached statistics), so the crop's mixture still covers it.
+    Not in the paper (which fits components from the image's own labels only).
+    """
+    added = image_classes & ~fitted.present & prior.seen.unsqueeze(0)  # (B, K)
+    if not bool(added.any()):
+        return fitted
+    batch = fitted.mu.shape[0]
+    prior_mu = prior.mu.to(fitted.mu.dtype).unsqueeze(0).expand(batch, -1, -1)
+    prior_sigma = prior.variance.to(fitted.sigma.dtype).clamp_min(sigma_floor**2).sqrt()
+    return _replace_components(
+        fitted,
+        added,
+        prior_mu,
+        prior_sigma.unsqueeze(0).expand(batch, -1),
+        feats,
+        distance=distance,
+        posterior=posterior,
+    )
+
+
+def _replace_components(
+    fitted: GMMParams,
+    which: torch.Tensor,
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    feats: torch.Tensor,
+    *,
+    distance: Distance,
+    posterior: bool,
+) -> GMMParams:
+    """``fitted`` with the components ``which`` (B, K) set to ``mu`` (B, K, C) / ``sigma`` (B, K)
+    and marked present; distances and G recomputed."""
+    mu = torch.where(which.unsqueeze(2), mu, fitted.mu)
+    sigma = torch.where(which, sigma, fitted.sigma)
+    sq_dist = squared_distance(feats, mu, distance)
+    present = fitted.present | which
+    predict = gmm_posteriors if posterior else gmm_probabilities
+    return GMMParams(mu, sigma, predict(sq_dist, sigma, present), sq_dist, present)
+
+
+def class_statistics(
+    fitted: GMMParams, label_weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch totals for a :class:`ClassPrior` update, from an E-step fit on labeled pixels.
+
+    Returns ``(mass (K,), mass-weighted centres (K, C), mass-weighted variances (K,))``: divide the
+    last two by ``mass`` (after summing over processes) for the batch's class means.
+    """
+    mass = label_weights.sum(dim=2)  # (B, K)
+    weighted_mu = torch.einsum("bk,bkc->kc", mass, fitted.mu)
+    weighted_var = (mass * fitted.sigma.pow(2)).sum(dim=0)
+    return mass.sum(dim=0), weighted_mu, weighted_var
+
+
 def online_em(
     feats: torch.Tensor,
     label_weights: torch.Tensor,
@@ -203,13 +286,17 @@ def online_em(
     sigma_floor: float = 0.05,
     posterior: bool = False,
     prior_mass: float = 0.0,
+    image_classes: torch.Tensor | None = None,
+    class_prior: ClassPrior | None = None,
 ) -> tuple[GMMParams, GMMParams]:
     """E-step from the weak labels, then ``steps`` M-steps over all pixels (Sec. 3.3).
 
     ``feats``: (B, C, N); ``label_weights``: (B, K, N) from :func:`pool_labels`; ``present``: (B, K);
     ``valid_weights``: (B, N) fraction of each cell that is image rather than padding.
+    ``image_classes`` (B, K) and ``class_prior``: see :func:`add_prior_components` (both or none).
     Returns ``(old, new)``: the E-step mixture (G_old) and the mixture after the last M-step
     (G_new; the same object as ``old`` when ``steps == 0``). Gradients flow through every step.
+    ``old.present`` / ``new.present`` say which classes have a component.
     """
     fit_args = {
         "distance": distance,
@@ -218,6 +305,17 @@ def online_em(
         "prior_mass": prior_mass,
     }
     old = fit_components(feats, label_weights, present, **fit_args)
+    if class_prior is not None and image_classes is not None:
+        old = add_prior_components(
+            old,
+            feats,
+            image_classes,
+            class_prior,
+            distance=distance,
+            sigma_floor=sigma_floor,
+            posterior=posterior,
+        )
+        present = old.present
     current = old
     for _ in range(steps):  # a handful of EM iterations, not a loop over classes or pixels
         if responsibilities == "soft":
@@ -228,7 +326,21 @@ def online_em(
             raise ValueError(f"responsibilities must be 'soft' or 'hard', got {responsibilities!r}")
         if valid_weights is not None:
             resp = resp * valid_weights.unsqueeze(1)
-        current = fit_components(feats, resp, present, **fit_args)
+        fitted = fit_components(feats, resp, present, **fit_args)
+        # A component that wins no pixel keeps its previous centre and spread (re-estimating it
+        # from nothing would put mu at 0).
+        starved = present & (resp.sum(dim=2) <= _EPS)
+        if bool(starved.any()):
+            fitted = _replace_components(
+                fitted,
+                starved,
+                current.mu,
+                current.sigma,
+                feats,
+                distance=distance,
+                posterior=posterior,
+            )
+        current = fitted
     return old, current
 
 

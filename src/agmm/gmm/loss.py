@@ -76,6 +76,11 @@ class AGMMLoss(nn.Module):
         sigma_prior: shrink every class's variance toward the image's pooled variance with a prior
             worth this many labeled pixels (0 = the paper's per-class estimate, Eq. 2). Not in the
             paper; see :func:`agmm.gmm.functional.fit_components` and docs/method.md.
+        class_prior_momentum: > 0 keeps running class centres and variances in the GMM's feature
+            space (EMA with this momentum, updated from every training batch's labeled pixels) and
+            gives each class of the image (``image_classes`` in ``forward``) that has no labeled
+            pixel in the crop a component from them; 0 = the paper (components from the crop's own
+            labels only). See :func:`agmm.gmm.functional.add_prior_components`.
         self_target: target of L_self: ``"gmm"`` (G_new, Eq. 11) or ``"gmm_x_p"`` (G_new times
             the segmenter's detached P, normalised over the present classes; not in the paper,
             see :func:`agmm.gmm.functional.product_target`).
@@ -108,6 +113,7 @@ class AGMMLoss(nn.Module):
         self_classes: Literal["present", "all"] = "present",
         posterior: bool = False,
         sigma_prior: float = 0.0,
+        class_prior_momentum: float = 0.0,
         self_target: Literal["gmm", "gmm_x_p"] = "gmm",
         seg_reduction: Reduction = "pixel",
         self_reduction: Reduction = "pixel",
@@ -135,6 +141,8 @@ class AGMMLoss(nn.Module):
         if sigma_prior < 0:
             raise ValueError(f"sigma_prior must be >= 0, got {sigma_prior}")
         _check_choice("self_target", self_target, SELF_TARGETS)
+        if not 0.0 <= class_prior_momentum < 1.0:
+            raise ValueError(f"class_prior_momentum must be in [0, 1), got {class_prior_momentum}")
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.squeeze = nn.Conv2d(in_channels, embed_dim, kernel_size=1)
@@ -153,6 +161,11 @@ class AGMMLoss(nn.Module):
         self.self_classes = self_classes
         self.posterior = posterior
         self.sigma_prior = sigma_prior
+        self.class_prior_momentum = class_prior_momentum
+        # Running class statistics (ClassPrior): saved with the module, so resume is exact.
+        self.register_buffer("prior_mu", torch.zeros(num_classes, embed_dim))
+        self.register_buffer("prior_variance", torch.ones(num_classes))
+        self.register_buffer("prior_seen", torch.zeros(num_classes, dtype=torch.bool))
         self.self_target = self_target
         self.seg_reduction = seg_reduction
         self.self_reduction = self_reduction
@@ -170,11 +183,16 @@ class AGMMLoss(nn.Module):
         features: torch.Tensor,
         weak_labels: torch.Tensor,
         valid_mask: torch.Tensor | None = None,
+        *,
+        image_classes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Fit the per-image mixtures and run OEM; no loss. Useful for pictures and pseudo labels.
 
-        Returns ``gmm_old``/``gmm_new`` (B, K, h, w), ``present`` (B, K), ``embeddings``
-        (B, C', h, w), the fitted ``old``/``new`` :class:`GMMParams` and the label weights (B, K, N).
+        ``image_classes`` (B, K): the classes each image contains (used with
+        ``class_prior_momentum``). Returns ``gmm_old``/``gmm_new`` (B, K, h, w), ``present``
+        (B, K: the classes with a component), ``labeled`` (B, K: the classes labeled here),
+        ``embeddings`` (B, C', h, w), the fitted ``old``/``new`` :class:`GMMParams` and the label
+        weights (B, K, N).
         """
         batch, _, height, width = features.shape
         with torch.autocast(device_type=features.device.type, enabled=False):
@@ -190,7 +208,7 @@ class AGMMLoss(nn.Module):
                 ignore_index=self.ignore_index,
                 dtype=feats.dtype,
             )
-            present = label_weights.sum(dim=2) > 0
+            labeled = label_weights.sum(dim=2) > 0
             valid_weights = None
             if valid_mask is not None:
                 valid_weights = gmm_fn.pool_valid_mask(
@@ -199,10 +217,14 @@ class AGMMLoss(nn.Module):
             # label_weights are fractions of a feature cell: a prior of n labeled pixels is
             # n / cell_area units of responsibility.
             cell_area = weak_labels.shape[1] * weak_labels.shape[2] / (height * width)
+            class_prior = None
+            if self.class_prior_momentum > 0 and image_classes is not None:
+                class_prior = gmm_fn.ClassPrior(self.prior_mu, self.prior_variance, self.prior_seen)
+                image_classes = image_classes.to(torch.bool)
             old, new = gmm_fn.online_em(
                 feats,
                 label_weights,
-                present,
+                labeled,
                 valid_weights=valid_weights,
                 steps=self.oem_steps,
                 responsibilities=self.responsibilities,
@@ -210,12 +232,17 @@ class AGMMLoss(nn.Module):
                 sigma_floor=self.sigma_floor,
                 posterior=self.posterior,
                 prior_mass=self.sigma_prior / cell_area,
+                image_classes=image_classes,
+                class_prior=class_prior,
             )
+            if self.class_prior_momentum > 0 and self.training:
+                self._update_class_prior(feats, label_weights, labeled)
         grid = (batch, self.num_classes, height, width)
         return {
             "gmm_old": old.probs.view(grid),
             "gmm_new": new.probs.view(grid),
-            "present": present,
+            "present": new.present,
+            "labeled": labeled,
             "embeddings": embeddings,
             "old": old,
             "new": new,
@@ -234,12 +261,40 @@ class AGMMLoss(nn.Module):
         out = F.linear(rows, self.squeeze.weight.flatten(1), self.squeeze.bias)  # (B*N, C')
         return out.view(batch, height * width, -1).transpose(1, 2)
 
+    @torch.no_grad()
+    def _update_class_prior(
+        self, feats: torch.Tensor, label_weights: torch.Tensor, labeled: torch.Tensor
+    ) -> None:
+        """EMA of the class centres and variances of this batch's labeled pixels (all processes)."""
+        fitted = gmm_fn.fit_components(
+            feats.detach(),
+            label_weights,
+            labeled,
+            distance=self.distance,
+            sigma_floor=self.sigma_floor,
+        )
+        mass, weighted_mu, weighted_var = gmm_fn.class_statistics(fitted, label_weights)
+        totals = torch.cat([mass[:, None], weighted_mu, weighted_var[:, None]], dim=1)  # (K, C+2)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(totals)  # every process keeps the same prior
+        mass, weighted_mu, weighted_var = totals[:, 0], totals[:, 1:-1], totals[:, -1]
+        seen_now = mass > 0
+        batch_mu = weighted_mu / mass.clamp_min(1e-8)[:, None]
+        batch_var = weighted_var / mass.clamp_min(1e-8)
+        # First sighting: take the batch's statistics; afterwards an exponential moving average.
+        keep = torch.where(self.prior_seen, self.class_prior_momentum, 0.0).to(mass.dtype)
+        keep = torch.where(seen_now, keep, torch.ones_like(keep))
+        self.prior_mu.mul_(keep[:, None]).add_((1 - keep)[:, None] * batch_mu.nan_to_num())
+        self.prior_variance.mul_(keep).add_((1 - keep) * batch_var.nan_to_num())
+        self.prior_seen |= seen_now
+
     def forward(
         self,
         features: torch.Tensor,
         logits: torch.Tensor,
         weak_labels: torch.Tensor,
         *,
+        image_classes: torch.Tensor | None = None,
         tags: torch.Tensor | None = None,
         cls_logits: torch.Tensor | None = None,
         valid_mask: torch.Tensor | None = None,
@@ -251,6 +306,8 @@ class AGMMLoss(nn.Module):
             features: (B, C, h, w) decoder features (any stride; h, w <= H, W).
             logits: (B, K, H, W) segmentation logits at label resolution.
             weak_labels: (B, H, W) integer class ids, ``ignore_index`` = unlabeled.
+            image_classes: (B, K) bool / multi-hot, the classes of each whole image (a crop may
+                have lost their labels); used with ``class_prior_momentum``.
             tags: (B, K) multi-hot image tags, for L_cls (with ``cls_logits``).
             cls_logits: (B, K) image-level classification scores.
             valid_mask: (B, H, W) bool, False on padding (excluded from L_self and OEM).
@@ -261,7 +318,7 @@ class AGMMLoss(nn.Module):
             ``loss`` (scalar), ``terms`` (name -> detached scalar, 0 for switched-off terms),
             ``gmm_old`` / ``gmm_new`` (B, K, h, w) detached, ``present`` (B, K) bool.
         """
-        self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask)
+        self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes)
         zero = logits.sum() * 0.0  # keeps every term attached to the graph (DDP needs that)
         terms = dict.fromkeys(TERM_NAMES, zero)
         terms["seg"] = partial_cross_entropy(
@@ -269,7 +326,7 @@ class AGMMLoss(nn.Module):
         )
         gmm = None
         if self.use_gmm if use_gmm is None else use_gmm:
-            gmm = self.fit_gmm(features, weak_labels, valid_mask)
+            gmm = self.fit_gmm(features, weak_labels, valid_mask, image_classes=image_classes)
             terms.update(self._gmm_terms(gmm, logits, weak_labels, valid_mask))
         if cls_logits is not None and tags is not None:
             terms["cls"] = classification_loss(cls_logits, tags)
@@ -370,7 +427,9 @@ class AGMMLoss(nn.Module):
         pooled = F.adaptive_avg_pool2d(probs * weights[:, None], size)
         return pooled / pooled_weights.clamp_min(1e-6), pooled_weights[:, 0]
 
-    def _validate(self, features, logits, weak_labels, tags, cls_logits, valid_mask) -> None:
+    def _validate(
+        self, features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes=None
+    ) -> None:
         """Check shapes, dtypes and label values; the error says which argument and what was expected."""
         _check_tensor("features", features, ndim=4, floating=True)
         _check_tensor("logits", logits, ndim=4, floating=True)
@@ -404,7 +463,11 @@ class AGMMLoss(nn.Module):
                 f"weak_labels: value {value} is not a class id in [0, {self.num_classes}) "
                 f"nor the unlabeled value {self.ignore_index}"
             )
-        for name, tensor in (("tags", tags), ("cls_logits", cls_logits)):
+        for name, tensor in (
+            ("tags", tags),
+            ("cls_logits", cls_logits),
+            ("image_classes", image_classes),
+        ):
             if tensor is not None and tuple(tensor.shape) != (batch, self.num_classes):
                 raise ValueError(
                     f"{name}: expected shape ({batch}, {self.num_classes}), got {tuple(tensor.shape)}"
