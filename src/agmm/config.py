@@ -415,6 +415,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 errors.append(error)
         raise ConfigError(f"{key}: expected {_type_name(hint)}, got {_describe(value)}")
     if origin is Literal:
+        if value is False and "off" in args:
+            value = "off"  # YAML 1.1 reads a bare `off` (train.amp=off) as false
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
             raise ConfigError(f"{key}: {value!r} is not one of {choices}")
