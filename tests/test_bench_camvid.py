@@ -27,7 +27,7 @@ def test_quick_plan_is_points_and_blocks_one_seed(bench, tmp_path):
     assert sorted(runs) == sorted(
         ["full_s0", "points_seg_only_s0", "points_agmm_s0", "blocks_seg_only_s0", "blocks_agmm_s0"]
     )
-    assert args.steps == 150 and runs["points_seg_only_s0"].overrides == ["loss.enabled=false"]
+    assert args.steps == 300 and runs["points_seg_only_s0"].overrides == ["loss.enabled=false"]
 
 
 def test_full_plan_has_every_column_three_seeds_and_table_15(bench, tmp_path):
@@ -35,8 +35,8 @@ def test_full_plan_has_every_column_three_seeds_and_table_15(bench, tmp_path):
     ids = {run.run_id for run in bench.plan_runs(args)}
     for supervision in bench.SUPERVISIONS:
         assert {f"{supervision}_{c}_s{s}" for c in ("seg_only", "agmm") for s in range(3)} <= ids
-        assert {f"{supervision}_{c}_s0" for c in ("self", "weak", "con")} <= ids
-    assert {"points_assign_s0", "points_stopgrad_s0", "points_agmm_l1_s0"} <= ids
+        assert {f"{supervision}_{c}_s0" for c in ("self", "weak", "paper")} <= ids
+    assert {"points_assign_s0", "points_stopgrad_s0", "points_oem_s0", "points_agmm_l1_s0"} <= ids
     assert "points_self_s1" not in ids  # intermediate columns: one seed
 
 
@@ -94,3 +94,20 @@ def test_seeded_cells_do_not_mix_in_the_other_distance(bench, tmp_path):
     assert points["agmm"]["mean"] == pytest.approx(30.0) and points["agmm"]["n"] == 2
     assert points["agmm_sqeuclid"]["mean"] == pytest.approx(90.0)
     assert bench.fmt(points["agmm"]) == "30.0 ± 0.0 (s0 30.0)"
+
+
+def test_one_click_rows_are_the_points_config_with_one_click(bench, tmp_path):
+    args = bench.parse_args(["--supervisions", "points1", "--out", str(tmp_path)])
+    runs = {run.run_id: run for run in bench.plan_runs(args)}
+    paper = runs["points1_paper_s0"]
+    assert paper.config == "camvid/points"
+    assert paper.overrides == ["data.weak_label_args={points_per_class: 1}", "loss.variant=paper"]
+
+
+def test_committed_command_lines_carry_no_absolute_paths(bench):
+    argv = ["--root", "/home/me/camvid", "--override", "model.pretrained=/w/lite0.pth", "--quick"]
+    assert bench.portable(argv) == [
+        "--root", "<path>", "--override", "model.pretrained=<path>", "--quick"
+    ]  # fmt: skip
+    result = {"val/miou": 0.4, "checkpoint": "/x/last.pt", "output_dir": "/x"}
+    assert bench.without_paths(result) == {"val/miou": 0.4}

@@ -215,3 +215,20 @@ def test_shipped_config_found_by_name_or_path():
     by_path = load_config(Path(__file__).parents[1] / "src/agmm/configs/camvid/points.yaml")
     by_prefixed = load_config("configs/camvid/points.yaml")
     assert by_name == by_path == by_prefixed
+
+
+def test_loss_variant_paper_is_one_switch_back_to_the_papers_gmm():
+    from agmm.config import PAPER_LOSS_SETTINGS
+    from agmm.gmm.loss import AGMMLoss
+
+    library = load_config("camvid/points").loss.loss_kwargs()
+    paper = load_config("camvid/points", ["loss.variant=paper", "loss.sigma_prior=9"]).loss
+    kwargs = paper.loss_kwargs()
+    assert {k: kwargs[k] for k in PAPER_LOSS_SETTINGS} == PAPER_LOSS_SETTINGS
+    # the paper's values are AGMMLoss's own constructor defaults
+    criterion = AGMMLoss(in_channels=8, num_classes=3)
+    assert all(getattr(criterion, k) == v for k, v in PAPER_LOSS_SETTINGS.items())
+    # everything else is left as configured
+    assert {k: v for k, v in kwargs.items() if k not in PAPER_LOSS_SETTINGS} == {
+        k: v for k, v in library.items() if k not in PAPER_LOSS_SETTINGS
+    }
