@@ -333,6 +333,7 @@ def test_product_target_is_g_times_detached_p_normalised():
     ).view_as(expected_target)
     has = gmm["present"].any(1)
     torch.testing.assert_close(target[has], expected_target[has])
+    torch.testing.assert_close(out["self_target"], target)  # what the engine logs for Fig. 10
     out["loss"].backward()
     assert torch.isfinite(logits.grad).all()
 

@@ -606,6 +606,7 @@ class PseudoLabelTracker:
         from agmm.eval.metrics import ConfusionMatrix
 
         self.gmm = ConfusionMatrix(num_classes, device=device)
+        self.target = ConfusionMatrix(num_classes, device=device)
         self.seg = ConfusionMatrix(num_classes, device=device)
         self.seeds = ConfusionMatrix(num_classes, device=device)
         self.seed_pixels = torch.zeros(2, dtype=torch.float64, device=device)  # seeded, labeled
@@ -631,11 +632,18 @@ class PseudoLabelTracker:
             losses["gmm_new"], tuple(masks.shape[-2:]), losses["present"], IGNORE_INDEX
         )
         self.gmm.update(labels, masks)
+        if "self_target" in losses and losses["self_target"].shape == losses["gmm_new"].shape:
+            # L_self's target (G itself, or G x P with loss.self_target=gmm_x_p)
+            labels = gmm_to_labels(
+                losses["self_target"], tuple(masks.shape[-2:]), losses["present"], IGNORE_INDEX
+            )
+            self.target.update(labels, masks)
 
     def compute_and_reset(self) -> dict:
         out = {}
         matrices = {
             "pseudo/gmm_miou": self.gmm,
+            "pseudo/target_miou": self.target,
             "pseudo/seg_miou": self.seg,
             "seeds/precision_miou": self.seeds,
         }

@@ -316,7 +316,8 @@ class AGMMLoss(nn.Module):
 
         Returns:
             ``loss`` (scalar), ``terms`` (name -> detached scalar, 0 for switched-off terms),
-            ``gmm_old`` / ``gmm_new`` (B, K, h, w) detached, ``present`` (B, K) bool.
+            ``gmm_old`` / ``gmm_new`` (B, K, h, w) detached, ``present`` (B, K) bool, and
+            ``self_target`` (B, K, h', w') detached, L_self's target, when L_self uses G.
         """
         self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes)
         zero = logits.sum() * 0.0  # keeps every term attached to the graph (DDP needs that)
@@ -339,6 +340,8 @@ class AGMMLoss(nn.Module):
                 present=gmm["present"],
                 embeddings=gmm["embeddings"].detach(),
             )
+            if "self_target" in gmm:
+                out["self_target"] = gmm["self_target"]
         return out
 
     def _gmm_terms(
@@ -377,6 +380,7 @@ class AGMMLoss(nn.Module):
             terms["self"] = self_supervision_loss(
                 probs, target, classes, weights, reduction=self.self_reduction
             )
+            gmm["self_target"] = target.detach()  # what L_self taught P (for the Fig. 10 log)
         elif self.use_self:  # Eq. 18 hard labels, cross-entropy on the assigned pixels
             assigned = gmm_fn.assign_labels(
                 new.sq_dist.detach(), new.sigma.detach(), present, ignore_index=self.ignore_index
