@@ -74,6 +74,8 @@ def plan_runs(args) -> list[Run]:
     runs = [Run(f"full_s{s}", "camvid/full", [], s) for s in seeds]
     for supervision in args.supervisions:
         for column, (_, overrides) in COLUMNS.items():
+            if args.columns and column not in args.columns:
+                continue
             for seed in seeds if column in SEEDED_COLUMNS else seeds[:1]:
                 if args.quick and column not in SEEDED_COLUMNS:
                     continue
@@ -83,8 +85,12 @@ def plan_runs(args) -> list[Run]:
                 )
         if supervision == "points" and not args.quick:
             for column, (_, overrides) in EXTRA_COLUMNS.items():
+                if args.columns and column not in args.columns:
+                    continue
                 runs.append(Run(f"points_{column}_s0", "camvid/points", overrides, 0))
             other = "sqeuclid" if args.default_distance == "l1" else "l1"
+            if args.columns and "distance" not in args.columns:
+                continue
             runs.append(
                 Run(f"points_agmm_{other}_s0", "camvid/points", [f"loss.distance={other}"], 0)
             )
@@ -480,6 +486,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         choices=SUPERVISIONS,
         help="default: all five; with --quick: points and blocks (5 runs, under 15 min)",
+    )
+    parser.add_argument(
+        "--columns",
+        nargs="+",
+        default=None,
+        choices=[*COLUMNS, *EXTRA_COLUMNS, "distance"],
+        help="run only these columns (default: all; the table shows '–' for the others)",
     )
     parser.add_argument("--default-distance", default="sqeuclid", choices=["l1", "sqeuclid"])
     parser.add_argument("--override", nargs="*", default=[], help="extra key=value for every run")

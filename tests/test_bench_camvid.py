@@ -111,3 +111,13 @@ def test_committed_command_lines_carry_no_absolute_paths(bench):
     ]  # fmt: skip
     result = {"val/miou": 0.4, "checkpoint": "/x/last.pt", "output_dir": "/x"}
     assert bench.without_paths(result) == {"val/miou": 0.4}
+
+
+def test_columns_restrict_the_plan(bench, tmp_path):
+    args = bench.parse_args(
+        ["--columns", "seg_only", "agmm", "--supervisions", "points", "--out", str(tmp_path)]
+    )
+    ids = {run.run_id for run in bench.plan_runs(args)}
+    assert ids == {
+        f"{run}_s{s}" for run in ("full", "points_seg_only", "points_agmm") for s in range(3)
+    }
