@@ -15,7 +15,7 @@ DATA = "data.dataset_args={num_images: 3, image_size: [32, 48], num_classes: 4, 
 
 
 def make_checkpoint(path, overrides=(), num_classes=4):
-    """A checkpoint of the synthetic demo config (ResNet-18 DeepLabV3+), random weights."""
+    """A checkpoint of the synthetic demo config (Lite0 DeepLabV3+, ImageNet backbone)."""
     from agmm.config import load_config
     from agmm.engine.build import build_loss, build_segmenter
     from agmm.engine.checkpoint import config_dict, save_checkpoint
