@@ -378,3 +378,5 @@ def test_class_prior_is_an_ema_of_labeled_class_centres():
     criterion(features, logits, labels)
     assert torch.equal(criterion.prior_mu, before)  # evaluation never moves the prior
     assert {"prior_mu", "prior_variance", "prior_seen"} <= set(criterion.state_dict())
+    # without the option the module's state (and so every older checkpoint) has no such keys
+    assert not any(k.startswith("prior_") for k in AGMMLoss(6, K).state_dict())

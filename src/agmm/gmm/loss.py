@@ -162,10 +162,12 @@ class AGMMLoss(nn.Module):
         self.posterior = posterior
         self.sigma_prior = sigma_prior
         self.class_prior_momentum = class_prior_momentum
-        # Running class statistics (ClassPrior): saved with the module, so resume is exact.
-        self.register_buffer("prior_mu", torch.zeros(num_classes, embed_dim))
-        self.register_buffer("prior_variance", torch.ones(num_classes))
-        self.register_buffer("prior_seen", torch.zeros(num_classes, dtype=torch.bool))
+        if class_prior_momentum > 0:
+            # Running class statistics (ClassPrior): saved with the module, so resume is exact.
+            # Only with the option on, so that other checkpoints keep their keys.
+            self.register_buffer("prior_mu", torch.zeros(num_classes, embed_dim))
+            self.register_buffer("prior_variance", torch.ones(num_classes))
+            self.register_buffer("prior_seen", torch.zeros(num_classes, dtype=torch.bool))
         self.self_target = self_target
         self.seg_reduction = seg_reduction
         self.self_reduction = self_reduction
