@@ -380,3 +380,4 @@ def test_class_prior_is_an_ema_of_labeled_class_centres():
     assert {"prior_mu", "prior_variance", "prior_seen"} <= set(criterion.state_dict())
     # without the option the module's state (and so every older checkpoint) has no such keys
     assert not any(k.startswith("prior_") for k in AGMMLoss(6, K).state_dict())
+    AGMMLoss(6, K, embed_dim=64).load_state_dict(criterion.state_dict())  # unused keys: dropped

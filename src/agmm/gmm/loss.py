@@ -263,6 +263,14 @@ class AGMMLoss(nn.Module):
         out = F.linear(rows, self.squeeze.weight.flatten(1), self.squeeze.bias)  # (B*N, C')
         return out.view(batch, height * width, -1).transpose(1, 2)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Some checkpoints carry the class-prior buffers although the option was off (they were
+        # registered unconditionally for a while): unused there, so they are dropped.
+        if self.class_prior_momentum == 0:
+            for name in ("prior_mu", "prior_variance", "prior_seen"):
+                state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def _update_class_prior(
         self, feats: torch.Tensor, label_weights: torch.Tensor, labeled: torch.Tensor
