@@ -139,7 +139,7 @@ class LossConfig:
     class_prior_momentum: float = 0.0
     """> 0: running class centres/variances (EMA momentum) give the image's classes that have no
     labeled pixel in the crop a component; 0 = the paper (not in the paper, docs/method.md)."""
-    self_target: Literal["gmm", "gmm_x_p"] = "gmm_x_p"
+    self_target: Literal["gmm", "gmm_x_p", "gmm_x_p_within"] = "gmm_x_p"
     """L_self's target: gmm = G_new (Eq. 11, the paper); gmm_x_p (the library's) = G_new x
     detached P, normalised over the present classes (docs/method.md)."""
     seg_reduction: Literal["pixel", "class"] = "pixel"

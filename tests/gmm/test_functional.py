@@ -287,3 +287,8 @@ def test_product_target_matches_reference_and_stays_finite(kind):
     far = gmm_fn.product_target(fitted.sq_dist * 1e6, fitted.sigma, present, probs)
     assert torch.isfinite(far).all()
     torch.testing.assert_close(far[0].sum(0), torch.ones(20, dtype=torch.float64))
+    # within=True: the same split of P's own mass on the present classes
+    within = gmm_fn.product_target(fitted.sq_dist, fitted.sigma, present, probs, within=True)
+    present_mass = (probs[0] * present[0, :, None]).sum(0)
+    torch.testing.assert_close(within[0], target[0] * present_mass)
+    torch.testing.assert_close(within[0].sum(0), present_mass)

@@ -175,7 +175,12 @@ def gmm_posteriors(
 
 
 def product_target(
-    sq_dist: torch.Tensor, sigma: torch.Tensor, present: torch.Tensor, probs: torch.Tensor
+    sq_dist: torch.Tensor,
+    sigma: torch.Tensor,
+    present: torch.Tensor,
+    probs: torch.Tensor,
+    *,
+    within: bool = False,
 ) -> torch.Tensor:
     """G x P, normalised over the present classes: (B, K, N), rows sum to 1 (0 without classes).
 
@@ -183,9 +188,17 @@ def product_target(
     likelihood g_k = exp(-d^2 / 2 sigma^2) times the segmenter's belief, i.e. the posterior of a
     mixture whose class prior is P. Computed as a softmax of -d^2 / (2 sigma^2) + log P so that it
     stays finite where every g_k underflows.
+
+    ``within=True`` rescales each position's target to P's total mass on the present classes:
+    the GMM re-distributes the probability that the position belongs to one of them, and leaves
+    the rest with the classes the crop has no label of (instead of claiming every position for a
+    labeled class, which teaches P wrong classes where a crop lost some classes' labels).
     """
     log_g = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
-    return _present_softmax(log_g + probs.clamp_min(1e-12).log(), present)
+    target = _present_softmax(log_g + probs.clamp_min(1e-12).log(), present)
+    if within:
+        target = target * (probs * present.unsqueeze(2).to(probs.dtype)).sum(dim=1, keepdim=True)
+    return target
 
 
 def _present_softmax(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from agmm.losses.segmentation import REDUCTIONS, Reduction
 
 CON_KINDS = ("eq14", "eq13")
 PSEUDO_LABEL_KINDS = ("gmm", "assign")
-SELF_TARGETS = ("gmm", "gmm_x_p")
+SELF_TARGETS = ("gmm", "gmm_x_p", "gmm_x_p_within")
 TERM_NAMES = ("seg", "self", "weak", "con", "cls")
 
 
@@ -83,7 +83,8 @@ class AGMMLoss(nn.Module):
             labels only). See :func:`agmm.gmm.functional.add_prior_components`.
         self_target: target of L_self: ``"gmm"`` (G_new, Eq. 11) or ``"gmm_x_p"`` (G_new times
             the segmenter's detached P, normalised over the present classes; not in the paper,
-            see :func:`agmm.gmm.functional.product_target`).
+            see :func:`agmm.gmm.functional.product_target`), or ``"gmm_x_p_within"`` (the same
+            rescaled to P's mass on the present classes).
         seg_reduction: ``"pixel"`` (mean over labeled pixels, Eq. 10) or ``"class"`` (mean of the
             per-class means: every class labeled in the batch weighs the same; for dense masks).
         self_reduction: ``"pixel"`` (mean over (pixel, present class) pairs, Eq. 11) or ``"class"``
@@ -114,7 +115,7 @@ class AGMMLoss(nn.Module):
         posterior: bool = False,
         sigma_prior: float = 0.0,
         class_prior_momentum: float = 0.0,
-        self_target: Literal["gmm", "gmm_x_p"] = "gmm",
+        self_target: Literal["gmm", "gmm_x_p", "gmm_x_p_within"] = "gmm",
         seg_reduction: Reduction = "pixel",
         self_reduction: Reduction = "pixel",
         lambda_seg: float = 1.0,
@@ -368,7 +369,7 @@ class AGMMLoss(nn.Module):
         if self.use_self and self.pseudo_labels == "gmm":
             target = g_new.detach() if self.stop_gradient else g_new
             probs, weights = self._probs_on_grid(logits, valid_mask, target)
-            if self.self_target == "gmm_x_p":
+            if self.self_target in ("gmm_x_p", "gmm_x_p_within"):
                 pooled = probs
                 if pooled.shape[-2:] != target.shape[-2:]:
                     pooled = self._probs_on_grid(logits, valid_mask, target, resolution="feature")[
@@ -378,7 +379,11 @@ class AGMMLoss(nn.Module):
                 if self.stop_gradient:
                     sq_dist, sigma = sq_dist.detach(), sigma.detach()
                 target = gmm_fn.product_target(
-                    sq_dist, sigma, present, pooled.detach().flatten(2)
+                    sq_dist,
+                    sigma,
+                    present,
+                    pooled.detach().flatten(2),
+                    within=self.self_target == "gmm_x_p_within",
                 ).view_as(target)
             if probs.shape[-2:] != target.shape[-2:]:
                 target = F.interpolate(
