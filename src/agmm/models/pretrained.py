@@ -23,6 +23,7 @@ import timm
 import torch
 from torch import nn
 
+from agmm.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # what the pipeline normalises by
 from agmm.errors import CheckpointError, ConfigError
 
 _logger = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ PACKAGED_WEIGHTS = {
     )
     for i in (0, 1, 2)
 }
-
-# The input normalisation our data pipeline applies (agmm.data.transforms.IMAGENET_MEAN/STD).
-_PIPELINE_MEAN = (0.485, 0.456, 0.406)
-_PIPELINE_STD = (0.229, 0.224, 0.225)
 
 
 def packaged_weights_file(name: str) -> Path:
@@ -98,13 +95,13 @@ def input_renormalization(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]
     backbone's ``pretrained_cfg`` asks for the pipeline's normalisation (ResNets).
     """
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = tuple(cfg.get("mean", _PIPELINE_MEAN))
-    std = tuple(cfg.get("std", _PIPELINE_STD))
-    if torch.allclose(torch.tensor(mean), torch.tensor(_PIPELINE_MEAN)) and torch.allclose(
-        torch.tensor(std), torch.tensor(_PIPELINE_STD)
+    mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(cfg.get("std", IMAGENET_STD))
+    if torch.allclose(torch.tensor(mean), torch.tensor(IMAGENET_MEAN)) and torch.allclose(
+        torch.tensor(std), torch.tensor(IMAGENET_STD)
     ):
         return None
-    mean_in, std_in = torch.tensor(_PIPELINE_MEAN), torch.tensor(_PIPELINE_STD)
+    mean_in, std_in = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     mean_out, std_out = torch.tensor(mean), torch.tensor(std)
     # raw = x * std_in + mean_in; wanted (raw - mean_out) / std_out.
     return std_in / std_out, (mean_in - mean_out) / std_out
