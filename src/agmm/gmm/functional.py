@@ -274,16 +274,20 @@ def _replace_components(
 
 
 def class_statistics(
-    fitted: GMMParams, label_weights: torch.Tensor
+    fitted: GMMParams, label_weights: torch.Tensor, *, sigma_floor: float = 0.05
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch totals for a :class:`ClassPrior` update, from an E-step fit on labeled pixels.
 
     Returns ``(mass (K,), mass-weighted centres (K, C), mass-weighted variances (K,))``: divide the
-    last two by ``mass`` (after summing over processes) for the batch's class means.
+    last two by ``mass`` (after summing over processes) for the batch's class means. The variance
+    of each image's class is its labels' own (Eq. 2, floored at ``sigma_floor``), whatever
+    ``fitted``'s sigma was shrunk to; classes without labels carry no mass and add nothing.
     """
     mass = label_weights.sum(dim=2)  # (B, K)
     weighted_mu = torch.einsum("bk,bkc->kc", mass, fitted.mu)
-    weighted_var = (mass * fitted.sigma.pow(2)).sum(dim=0)
+    # m_k max(v_k, floor^2) = max(m_k v_k, m_k floor^2), summed over the batch
+    scatter = (label_weights * fitted.sq_dist).sum(dim=2)
+    weighted_var = torch.maximum(scatter, mass * sigma_floor**2).sum(dim=0)
     return mass.sum(dim=0), weighted_mu, weighted_var
 
 

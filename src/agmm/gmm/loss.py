@@ -239,7 +239,7 @@ class AGMMLoss(nn.Module):
                 class_prior=class_prior,
             )
             if self.class_prior_momentum > 0 and self.training:
-                self._update_class_prior(feats, label_weights, labeled)
+                self._update_class_prior(old, label_weights)
         grid = (batch, self.num_classes, height, width)
         return {
             "gmm_old": old.probs.view(grid),
@@ -273,18 +273,12 @@ class AGMMLoss(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def _update_class_prior(
-        self, feats: torch.Tensor, label_weights: torch.Tensor, labeled: torch.Tensor
-    ) -> None:
-        """EMA of the class centres and variances of this batch's labeled pixels (all processes)."""
-        fitted = gmm_fn.fit_components(
-            feats.detach(),
-            label_weights,
-            labeled,
-            distance=self.distance,
-            sigma_floor=self.sigma_floor,
+    def _update_class_prior(self, old: gmm_fn.GMMParams, label_weights: torch.Tensor) -> None:
+        """EMA of the class centres and variances of this batch's labeled pixels (all processes),
+        read off the E-step fit ``old`` (its labeled classes' centres come from these labels)."""
+        mass, weighted_mu, weighted_var = gmm_fn.class_statistics(
+            old, label_weights, sigma_floor=self.sigma_floor
         )
-        mass, weighted_mu, weighted_var = gmm_fn.class_statistics(fitted, label_weights)
         totals = torch.cat([mass[:, None], weighted_mu, weighted_var[:, None]], dim=1)  # (K, C+2)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(totals)  # every process keeps the same prior
