@@ -327,9 +327,9 @@ def protocol(args) -> dict:
     }
 
 
-def seg_reduction_text(args) -> str:
-    """How the runs average L_seg (the preset's ``loss.seg_reduction``, after ``--override``)."""
-    if protocol(args)["seg_reduction"] == "class":
+def seg_reduction_text(setting: dict) -> str:
+    """How the runs average L_seg (``setting``: the :func:`protocol` of the benchmark)."""
+    if setting["seg_reduction"] == "class":
         return "class-balanced L_seg (`loss.seg_reduction=class`, the CamVid preset)"
     return "L_seg averaged over pixels (`loss.seg_reduction=pixel`)"
 
@@ -368,7 +368,7 @@ def write_report(args, runs: list[Run], results: dict[str, dict], summary: dict)
         f"Command: `python bench/camvid.py {' '.join(portable(args.argv))}` — {args.steps} steps, "
         f"batch {args.batch_size}, crop {args.crop}, DeepLabV3+ ({args.width}-channel ASPP/decoder) "
         f"on {setting['backbone']} ({setting['weights']} weights), {setting['precision']}, "
-        f"{seg_reduction_text(args)}, default distance `{args.default_distance}`, GMM "
+        f"{seg_reduction_text(setting)}, default distance `{args.default_distance}`, GMM "
         + ", ".join(f"`{k}={v}`" for k, v in setting["gmm"].items())
         + f"; seeds: {args.seeds} for L_seg only / AGMM++ / full masks "
         f"(mean ± std), the first seed for the other columns. val mIoU (%) on CamVid val (101 images).",
