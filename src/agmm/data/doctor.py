@@ -18,7 +18,7 @@ import numpy as np
 
 from agmm.data import io
 from agmm.data.datasets import DATASETS, SegmentationDataset, build_dataset
-from agmm.data.datasets.base import _index_files, _read_sidecar
+from agmm.data.weak_labels.sources import index_files, read_sidecar
 from agmm.errors import DataError
 
 IGNORE_INDEX = 255
@@ -198,7 +198,7 @@ def _check_split(
         report.missing.append(f"{skipped.path}: {skipped.reason}")
     records = dataset.records[:max_images] if max_images else dataset.records
     report.images = len(records) + len(dataset.skipped)
-    weak_index = _index_files(Path(weak_label_dir)) if weak_label_dir is not None else None
+    weak_index = index_files(Path(weak_label_dir)) if weak_label_dir is not None else None
     if weak_index is not None:
         report.weak_pixels = np.zeros(num_classes, np.int64)
         report.weak_annotations = np.zeros(num_classes, np.int64)
@@ -333,7 +333,7 @@ def _check_weak(dataset, path: Path, hw, report: SplitReport):
 def _check_sidecar(dataset, path: Path, report: SplitReport) -> None:
     """Adds the boxes and tags per class of one JSON sidecar to the report."""
     try:
-        boxes, tags = _read_sidecar(path, dataset.num_classes)
+        boxes, tags = read_sidecar(path, dataset.num_classes)
     except DataError as error:
         _file_problem(report, str(error))
         return
@@ -398,7 +398,7 @@ def _report_weak_extras(report: DoctorReport, weak_label_dir: Path) -> None:
     if not weak_label_dir.is_dir():
         report.errors.append(f"{weak_label_dir}: weak-label folder does not exist")
         return
-    index = _index_files(weak_label_dir)
+    index = index_files(weak_label_dir)
     covered = sum(s.weak_found for s in report.splits)
     known = covered + sum(len(s.weak_missing) for s in report.splits)
     pngs = [stem for stem, files in index.items() if ".png" in files]

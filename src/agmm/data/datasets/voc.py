@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from agmm.data import io
-from agmm.data.datasets.base import Record, SegmentationDataset, voc_palette
+from agmm.data.datasets.base import Record, SegmentationDataset
+from agmm.data.weak_labels.readers import read_voc_xml
 from agmm.errors import DataError
 
 VOC_CLASSES = [
@@ -65,7 +66,7 @@ class VOC(SegmentationDataset):
     SegmentationClassAug for ``*aug*`` splits or when SegmentationClass lacks the image)."""
 
     classes = VOC_CLASSES
-    palette = voc_palette(21)
+    palette = io.voc_palette(21)
     has_background = True
     weak_unlabeled_values = (255, 21)
     has_native_boxes = True
@@ -126,8 +127,6 @@ class VOC(SegmentationDataset):
         path = self.voc_root / "Annotations" / f"{record.name}.xml"
         if not path.is_file():
             return None
-        from agmm.data.weak_labels.readers import read_voc_xml
-
         return np.asarray(read_voc_xml(path, self.classes), dtype=np.float32).reshape(-1, 5)
 
     def _read_instances(self, record: Record, mask: np.ndarray | None) -> np.ndarray | None:

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from agmm.data.datasets.base import voc_palette
+from agmm.data.io import voc_palette
 from agmm.data.weak_labels.readers import CITYSCAPES_LABELID_TO_TRAINID
 from agmm.data.weak_labels.simulate import UNLABELED
 from agmm.errors import DataError, LabelError
