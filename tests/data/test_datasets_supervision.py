@@ -24,7 +24,7 @@ def test_simulated_labels_depend_only_on_seed_and_name():
         "synthetic", root=None, split="train", num_images=9, supervision="scribbles"
     )
     assert torch.equal(small[4]["weak_label"], large[4]["weak_label"])
-    assert torch.equal(small[4]["weak_label"], small[4]["weak_label"])  # cached, same
+    assert torch.equal(small[4]["weak_label"], small[4]["weak_label"])  # made again, same
     other_seed = synthetic(supervision="scribbles", seed=3)[4]
     assert not torch.equal(small[4]["weak_label"], other_seed["weak_label"])
 
