@@ -7,6 +7,8 @@
 - ``scribbles4all``: the Scribbles4All releases (``read_s4_scribble``, ``convert_scribbles4all``).
 - ``make_labels``: ``agmm make-labels`` (its ``make_labels()`` for a notebook).
 - ``protocols``: named presets of the papers' settings.
+- ``sources``: where a dataset's weak labels come from (files, simulated, native boxes, tag
+  tables, the dense mask), one source per supervision kind (``choose_sources``).
 """
 
 # ``make_labels`` (the function) stays in its module so that ``weak_labels.make_labels`` is the
