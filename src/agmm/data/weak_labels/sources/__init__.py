@@ -86,7 +86,7 @@ def choose_sources(
     path, and for unreadable tag tables.
     """
     paths = _weak_label_paths(weak_label_dir, supervision)
-    files: dict[str, FileSource | TagTableSource] = {}
+    file_sources: dict[str, FileSource | TagTableSource] = {}
     for key, path in paths.items():  # one index (and tag table) per folder, shared by its kinds
         if not path.exists():
             raise DataError(f"{path}: weak-label folder does not exist")
@@ -97,11 +97,11 @@ def choose_sources(
             tags_json = path / "tags.json"
             if tags_json.is_file() and key in ("tags", "mixed"):
                 table = read_tag_table(tags_json, labels)
-        for kind in (key,) if key != "mixed" else [k for k in KINDS if k not in paths]:
+        for kind in KINDS if key == "mixed" else (key,):  # a mixed folder serves every kind
             if path.is_file() and kind == "tags":
-                files[kind] = TagTableSource(path=path, table=table)
+                file_sources[kind] = TagTableSource(path=path, table=table)
             else:
-                files[kind] = FileSource(
+                file_sources[kind] = FileSource(
                     kind=kind,
                     folder=path,
                     files=index,
@@ -115,10 +115,12 @@ def choose_sources(
         if kind == "full":
             mask = DenseMaskSource(labels=labels)
             by_kind[kind] = (
-                FileOrMaskSource(files=files[kind], mask=mask) if kind in files else mask
+                FileOrMaskSource(files=file_sources[kind], mask=mask)
+                if kind in file_sources
+                else mask
             )
-        elif kind in files:
-            by_kind[kind] = files[kind]
+        elif kind in file_sources:
+            by_kind[kind] = file_sources[kind]
         else:
             params = simulation_params(weak_label_args, kind, has_background=labels.has_background)
             simulated = SimulatedSource(
@@ -130,7 +132,7 @@ def choose_sources(
                 )
             else:
                 by_kind[kind] = simulated
-    folders = {kind: files[kind] for kind in paths if kind != "mixed"}
+    folders = {kind: file_sources[kind] for kind in paths if kind != "mixed"}
     return WeakSources(by_kind=by_kind, folders=folders)
 
 
