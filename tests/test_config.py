@@ -10,6 +10,7 @@ import pytest
 from agmm.config import (
     Config,
     LossConfig,
+    apply_overrides,
     available_configs,
     config_from_dict,
     dump_config,
@@ -134,6 +135,18 @@ def test_mapping_overrides_merge_and_an_empty_mapping_clears():
     assert cleared.data.weak_label_args == {}
 
 
+def test_overrides_apply_to_a_loaded_config_as_to_a_file():
+    cfg = load_config("cityscapes/clicks20")
+    tested = apply_overrides(cfg, ["eval.flip=true", "eval.sliding={crop: 512}"])
+    assert tested == load_config(
+        "cityscapes/clicks20", ["eval.flip=true", "eval.sliding={crop: 512}"]
+    )
+    assert tested.eval.sliding == {"crop": 512, "stride": [512, 512]}  # mappings merge
+    assert cfg.eval.sliding["crop"] == [768, 768]
+    with pytest.raises(ConfigError, match=r"unknown config key 'eval.flipp'"):
+        apply_overrides(cfg, ["eval.flipp=true"])
+
+
 def test_base_include_is_merged_under_the_file(tmp_path):
     (tmp_path / "base.yaml").write_text("train: {steps: 5, lr: 0.5}\nseed: 3\n")
     (tmp_path / "child.yaml").write_text("_base_: base.yaml\ntrain: {steps: 7}\n")
@@ -167,6 +180,8 @@ def test_dump_config_round_trips(tmp_path):
         (["train.device=gpu0"], r"train.device"),
         (["loss=3"], r"loss: expected a mapping"),
         (["train.steps"], r"not of the form key=value"),
+        (["eval.sliding={size: 512}"], r"eval.sliding: expected \{crop: \[H, W\]"),
+        (["eval.sliding={crop: 512, overlap: 0.5}"], r"eval.sliding: expected"),
     ],
 )
 def test_bad_configs_fail_naming_the_key(overrides, message):

@@ -45,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None):
-    """``parser.parse_args``, except that for a verb with ``key=value`` overrides (train, demo)
-    every such token is an override wherever it stands: before or after ``--resume [PATH]`` or
-    between options; argparse alone would take it as the optional PATH or reject it."""
+    """``parser.parse_args``, except that for a verb with ``key=value`` overrides (train, demo,
+    eval, predict, pseudo-labels) every such token is an override wherever it stands: before or
+    after ``--resume [PATH]``, among predict's inputs or between options; argparse alone would
+    take it as the optional PATH or an input, or reject it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbs = next(
         action.choices

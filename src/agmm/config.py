@@ -59,7 +59,8 @@ class DataConfig:
     color_jitter: float = 0.2
     """Not in the paper; a mild default of ToCo/TEL-style training pipelines."""
     eval_resize: int | None = None
-    """Resize validation images to this shorter side in pixels (None = full size)."""
+    """Resize validation images to this shorter side in pixels (None = full size); also what
+    ``agmm eval``, ``predict`` and ``pseudo-labels`` feed the model (0 there = full size too)."""
     num_workers: int = 2
     """DataLoader worker processes per training process."""
 
@@ -227,15 +228,24 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """The test protocol, one for both uses: validation during training, and ``agmm eval``,
+    ``predict`` and ``pseudo-labels``, which read it from the checkpoint (``eval.flip=true`` and
+    the like override it there as in ``agmm train``). The images' size is ``data.eval_resize``."""
+
     scales: list[float] = field(default_factory=lambda: [1.0])
+    """Input scales whose softmax outputs are averaged, e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]."""
     flip: bool = False
+    """Also average the horizontally flipped images' outputs."""
     sliding: dict[str, Any] | None = None
-    """Sliding-window inference, e.g. ``{crop: [512, 1024], stride: [341, 683]}`` (None = whole image)."""
+    """Sliding-window inference, e.g. ``{crop: [512, 1024], stride: [341, 683]}`` (None = whole
+    image); a crop alone (``{crop: 512}``) overlaps the windows by a third."""
     crf: bool | dict[str, Any] = False
     """Dense-CRF post-processing: True = DeepLab's defaults, or a mapping of ``crf_refine`` options."""
     batch_size: int = 1
+    """Images per forward pass; images of different sizes are padded (1 = exact for every model)."""
     max_images: int | None = None
-    """Validate on the first N images only (None = the whole split)."""
+    """Validate on the first N images only (None = the whole split). Validation during training
+    only: ``agmm eval`` scores the whole split unless given ``--max-images N``."""
 
 
 @dataclass
@@ -363,6 +373,13 @@ def load_config(
     if cfg.name is None:
         cfg.name = name
     return cfg
+
+
+def apply_overrides(cfg: Config, overrides: typing.Iterable[str]) -> Config:
+    """A copy of ``cfg`` with ``key=value`` overrides applied and validated as by
+    :func:`load_config` (e.g. a checkpoint's config with ``eval.flip=true``)."""
+    data = _deep_merge(dataclasses.asdict(cfg), parse_overrides(overrides))
+    return config_from_dict(data)
 
 
 def _config_name(path: Path) -> str:
@@ -527,6 +544,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.scale_range: need 0 < low <= high, got {[low, high]}")
     if not cfg.eval.scales or min(cfg.eval.scales) <= 0:
         raise ConfigError(f"eval.scales: need positive scales, got {cfg.eval.scales}")
+    sliding = cfg.eval.sliding
+    if sliding and ("crop" not in sliding or set(sliding) - {"crop", "stride"}):
+        raise ConfigError(
+            f"eval.sliding: expected {{crop: [H, W], stride: [H, W]}} (stride optional), "
+            f"got {sliding}"
+        )
     device = cfg.train.device
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise ConfigError(f"train.device: {device!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")

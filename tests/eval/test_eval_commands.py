@@ -53,7 +53,7 @@ def test_eval_prints_a_table_and_writes_json_and_csv(tmp_path, checkpoint, capsy
     metrics = json.loads(out.read_text())
     assert len(metrics["per_class_iou"]) == 4 and "background" in metrics["per_class_iou"]
     assert metrics["num_images"] == 3 and 0 <= metrics["miou"] <= 1
-    args = ["eval", "--checkpoint", str(checkpoint), "--quiet", "--flip", "--sliding", "32"]
+    args = ["eval", "--checkpoint", str(checkpoint), "--quiet", "eval.flip=true", "eval.sliding={crop: 32}"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "m.csv"), "--max-images", "2"]) == 0
     assert "(2 images)" in capsys.readouterr().out
     rows = (tmp_path / "m.csv").read_text().splitlines()
@@ -192,7 +192,7 @@ def test_predict_honours_eval_resize_and_round_trips_through_eval(
     preds, native = tmp_path / "pred", tmp_path / "native"
     checkpoint = ["--checkpoint", str(resizing_checkpoint), "--quiet"]
     assert main(["predict", *checkpoint, str(images), "--out", str(preds), "--probs"]) == 0
-    assert main(["predict", *checkpoint, str(images), "--out", str(native), "--probs", "--resize", "0"]) == 0  # fmt: skip
+    assert main(["predict", *checkpoint, str(images), "--out", str(native), "--probs", "data.eval_resize=0"]) == 0  # fmt: skip
     with Image.open(next(preds.glob("*.png"))) as mask:
         assert mask.size == (48, 32)  # written at the image's own size
     resized_probs = np.load(next(preds.glob("*.npy")))
@@ -213,7 +213,7 @@ def test_eval_json_records_its_split_and_resize(tmp_path, resizing_checkpoint, c
     assert main(["eval", "--checkpoint", str(resizing_checkpoint), "--out", str(out), "--quiet"]) == 0  # fmt: skip
     metrics = json.loads(out.read_text())
     assert metrics["split"] == "val" and metrics["resize"] == 16
-    assert main(["eval", "--checkpoint", str(resizing_checkpoint), "--out", str(out), "--quiet", "--resize", "0"]) == 0  # fmt: skip
+    assert main(["eval", "--checkpoint", str(resizing_checkpoint), "--out", str(out), "--quiet", "data.eval_resize=null"]) == 0  # fmt: skip
     assert json.loads(out.read_text())["resize"] is None
 
 
@@ -229,3 +229,151 @@ def test_failed_pseudo_labels_leave_no_output_folder(tmp_path, checkpoint, capsy
     assert main(["pseudo-labels", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]) == 1  # fmt: skip
     assert "cannot read image" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the labels written so far nor a staging folder
+
+
+# ---------------------------------------------------------------------------------------------
+# the checkpoint's config and key=value overrides
+
+
+@pytest.fixture(scope="module")
+def flip_sliding_checkpoint(tmp_path_factory):
+    """A checkpoint whose training validated with flips and a sliding window."""
+    overrides = ["eval.flip=true", "eval.sliding={crop: [24, 32], stride: [16, 16]}"]
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt_flip") / "last.pt", overrides)
+
+
+def eval_json(tmp_path, checkpoint, *argv, name="metrics.json"):
+    out = tmp_path / name
+    assert main(["eval", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet", *argv]) == 0  # fmt: skip
+    return json.loads(out.read_text())
+
+
+def test_eval_scores_with_the_protocol_validation_used(
+    tmp_path, flip_sliding_checkpoint, capsys, monkeypatch
+):
+    from agmm.engine.checkpoint import load_model
+    from agmm.eval import inference
+
+    calls = []
+    real_evaluate = inference.evaluate
+
+    def spy(model, dataset, **kwargs):
+        calls.append(kwargs)
+        return real_evaluate(model, dataset, **kwargs)
+
+    monkeypatch.setattr(inference, "evaluate", spy)
+    metrics = eval_json(tmp_path, flip_sliding_checkpoint)
+    assert metrics["flip"] is True and metrics["scales"] == [1.0] and metrics["crf"] is False
+    assert metrics["sliding"] == {"crop": [24, 32], "stride": [16, 16]}
+    model, cfg, _ = load_model(flip_sliding_checkpoint)
+    # what validation during training passes (engine.train._validate)
+    protocol = {"scales": (1.0,), "flip": True, "sliding": cfg.eval.sliding, "crf": None}
+    assert {key: calls[0][key] for key in protocol} == protocol
+    assert calls[0]["batch_size"] == cfg.eval.batch_size == 8  # synthetic/demo's
+    validation = real_evaluate(model, synthetic_dataset(split="val"), **calls[0])
+    assert metrics["confusion"] == validation["confusion"].tolist()
+
+
+def test_eval_overrides_replace_the_checkpoints_protocol(
+    tmp_path, flip_sliding_checkpoint, checkpoint, capsys
+):
+    plain = eval_json(tmp_path, flip_sliding_checkpoint, "eval.flip=false", "eval.sliding=null")
+    assert plain["flip"] is False and plain["sliding"] is None
+    assert plain["overrides"] == ["eval.flip=false", "eval.sliding=null"]
+    # the same weights, validated without them during training: the same numbers
+    assert plain["confusion"] == eval_json(tmp_path, checkpoint, name="b.json")["confusion"]
+    scaled = eval_json(tmp_path, flip_sliding_checkpoint, "eval.scales=[0.75,1.0]", name="s.json")
+    assert scaled["scales"] == [0.75, 1.0] and scaled["flip"] is True
+
+
+def test_overrides_stand_anywhere_on_the_command_line(tmp_path, checkpoint, capsys):
+    out = tmp_path / "metrics.json"
+    argv = ["eval", "eval.flip=true", "--checkpoint", str(checkpoint), "--quiet", "eval.batch_size=3"]  # fmt: skip
+    assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["flip"] is True
+
+
+def test_predict_takes_protocol_overrides(tmp_path, checkpoint, capsys):
+    dataset = synthetic_dataset(split="val")
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, name in enumerate(dataset.names[:1]):
+        Image.fromarray(dataset.read_raw(index)["image"]).save(images / f"{name}.png")
+    plain, flipped = tmp_path / "plain", tmp_path / "flipped"
+    base = ["predict", "--checkpoint", str(checkpoint), "--probs", "--quiet"]
+    assert main([*base, str(images), "--out", str(plain)]) == 0
+    assert main([*base, str(images), "eval.flip=true", "--out", str(flipped)]) == 0
+    name = next(plain.glob("*.npy")).name
+    assert not np.allclose(np.load(plain / name), np.load(flipped / name))
+
+
+def test_pseudo_labels_take_protocol_and_data_overrides(tmp_path, checkpoint, capsys):
+    out = tmp_path / "stage2"
+    argv = ["pseudo-labels", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]
+    assert main([*argv, "eval.flip=true", "data.weak_label_args={points_per_class: 1}"]) == 0
+    summary = json.loads((out / "pseudo_labels.json").read_text())
+    assert summary["flip"] is True and summary["split"] == "train"
+    assert summary["quality"]["weak_miou"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("verb", ["eval", "predict", "pseudo-labels"])
+def test_an_unknown_key_is_a_config_error_naming_it(tmp_path, checkpoint, capsys, verb):
+    inputs = [str(tmp_path)] if verb == "predict" else []
+    argv = [verb, "--checkpoint", str(checkpoint), *inputs, "--out", str(tmp_path / "o")]
+    assert main([*argv, "eval.flipp=true"]) == 1
+    error = capsys.readouterr().err
+    assert "ConfigError" in error and "eval.flipp" in error and "flip" in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_value_is_a_config_error_naming_the_key(tmp_path, checkpoint, capsys):
+    assert main(["eval", "--checkpoint", str(checkpoint), "eval.flip=sometimes"]) == 1
+    assert "ConfigError: eval.flip: expected bool" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(checkpoint), "eval.sliding={size: 32}"]) == 1
+    assert "eval.sliding: expected {crop: [H, W]" in capsys.readouterr().err
+
+
+def test_the_model_is_the_checkpoints(tmp_path, checkpoint, capsys):
+    assert main(["eval", "--checkpoint", str(checkpoint), "model.output_stride=8"]) == 1
+    assert "model.output_stride: fixed by the checkpoint" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(checkpoint), "eval.max_images=1"]) == 1
+    assert "--max-images N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("verb", "flag", "replacement"),
+    [
+        ("eval", ["--flip"], "eval.flip=true"),
+        ("eval", ["--scales", "0.5", "1"], "eval.scales="),
+        ("eval", ["--sliding", "512", "1024"], "eval.sliding={crop: [H, W]}"),
+        ("eval", ["--crf"], "eval.crf=true"),
+        ("eval", ["--root", "data"], "data.root=DIR"),
+        ("predict", ["--resize", "0"], "data.eval_resize=N"),
+        ("predict", ["--batch-size", "4"], "eval.batch_size=N"),
+        ("pseudo-labels", ["--weak-label-dir", "w"], "data.weak_label_dir=DIR"),
+        ("pseudo-labels", ["--supervision", "boxes"], "data.supervision=KIND"),
+    ],
+)
+def test_an_old_flag_stops_naming_its_override(tmp_path, capsys, verb, flag, replacement):
+    inputs = [str(tmp_path)] if verb == "predict" else []
+    argv = [verb, "--checkpoint", "last.pt", *inputs, "--out", str(tmp_path / "o"), *flag]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"agmm {verb}: error: {flag[0]} is gone") and replacement in error
+
+
+def test_another_dataset_does_not_inherit_the_checkpoints_dataset_keys(resizing_checkpoint):
+    from agmm.engine.checkpoint import load_model
+    from agmm.eval.commands import inference_config
+
+    _, cfg, _ = load_model(resizing_checkpoint)
+    assert cfg.data.eval_resize == 16 and cfg.data.dataset_args
+    same = inference_config(cfg, ["data.root=elsewhere"])
+    assert same.data.eval_resize == 16 and same.data.dataset_args == cfg.data.dataset_args
+    other = inference_config(cfg, ["data.name=camvid", "data.root=camvid"])
+    assert other.data.eval_resize is None and other.data.dataset_args == {}
+    assert other.data.root == "camvid" and other.data.val_split == cfg.data.val_split
+    boxes = inference_config(cfg, ["data.supervision=boxes"])
+    assert boxes.data.weak_label_args == {} and boxes.data.dataset_args == cfg.data.dataset_args

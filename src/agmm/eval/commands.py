@@ -1,5 +1,11 @@
 """``agmm eval | predict | pseudo-labels | export | report``: parse, then call one library function.
 
+``eval``, ``predict`` and ``pseudo-labels`` run with the checkpoint's config plus ``key=value``
+overrides of ``data.*``, ``eval.*`` and ``seed``, parsed as ``agmm train`` parses them: the test
+protocol (scales, flip, sliding window, CRF, batch size) is ``cfg.eval`` and the image size
+``data.eval_resize``, exactly what validation used during training. Their own flags are inputs
+and outputs only.
+
 Heavy modules (torch, the model zoo) are imported inside the functions so that ``agmm --help``
 stays fast.
 """
@@ -7,10 +13,33 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shutil
 from pathlib import Path
+
+# Config sections a test-time command may override: the data it reads and the test protocol.
+# The model and its loss are the checkpoint's.
+TEST_TIME_SECTIONS = ("data", "eval", "seed")
+
+# Keys of the checkpoint's data section that belong to its own dataset: another dataset
+# (data.name=...) starts them from their defaults unless they are overridden too.
+OWN_DATASET_KEYS = ("root", "dataset_args", "eval_resize", "weak_label_dir", "weak_label_args")
+
+# The flags these commands had before they read the checkpoint's config, and what replaced them.
+REPLACED_FLAGS = {
+    "--scales": "eval.scales=[0.75,1.0,1.25]",
+    "--flip": "eval.flip=true",
+    "--sliding": "eval.sliding={crop: [H, W]}",
+    "--crf": "eval.crf=true",
+    "--batch-size": "eval.batch_size=N",
+    "--resize": "data.eval_resize=N (or 0: the images' own size)",
+    "--data": "data.name=NAME",
+    "--root": "data.root=DIR",
+    "--supervision": "data.supervision=KIND",
+    "--weak-label-dir": "data.weak_label_dir=DIR",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,51 +55,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by `agmm train`")
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint written by `agmm train` (or its run folder)"
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
 
 
-def _add_test_protocol(parser: argparse.ArgumentParser) -> None:
+def _add_overrides(parser: argparse.ArgumentParser, *replaced: str) -> None:
+    """``key=value`` overrides of the checkpoint's config, and the ``replaced`` old flags, which
+    stop with the override that replaced them."""
     parser.add_argument(
-        "--scales",
-        type=float,
-        nargs="+",
-        default=[1.0],
-        metavar="S",
-        help="input scales whose softmax outputs are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75",
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="overrides of the checkpoint's config, as for `agmm train`: the test protocol "
+        "(eval.scales=[0.75,1.0,1.25] eval.flip=true eval.sliding={crop: [512, 1024]} "
+        "eval.crf=true eval.batch_size=N) and the data (data.name, data.root, "
+        "data.eval_resize, ...); default: what validation used during training",
     )
-    parser.add_argument("--flip", action="store_true", help="also average horizontal flips")
-    parser.add_argument(
-        "--sliding",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="sliding-window crop (one size or H W; windows overlap by a third)",
-    )
-    parser.add_argument(
-        "--crf", action="store_true", help="refine with a dense CRF (DeepLab defaults)"
-    )
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    for flag in replaced:
+        parser.add_argument(flag, action=_ReplacedFlag, help=argparse.SUPPRESS)
 
 
-def _add_data(parser: argparse.ArgumentParser, split: str | None) -> None:
-    parser.add_argument(
-        "--data",
-        help="dataset name (camvid, voc, coco, cityscapes, ade20k, folder, synthetic); "
-        "default: the checkpoint's",
-    )
-    parser.add_argument("--root", help="dataset folder (default: the checkpoint's)")
+class _ReplacedFlag(argparse.Action):
+    """A flag the command no longer has: an argparse error naming its key=value replacement."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        kwargs.update(nargs="*", default=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(
+            f"{option_string} is gone, write the key=value override "
+            f"{REPLACED_FLAGS[option_string]}; the command reads the checkpoint's config and "
+            "takes overrides as `agmm train` does"
+        )
+
+
+def _add_split(parser: argparse.ArgumentParser, default: str | None) -> None:
     parser.add_argument(
         "--split",
-        default=split,
-        help=f"split to use (default: {split or 'the checkpoint config validation split'})",
-    )
-    parser.add_argument(
-        "--resize",
-        type=int,
-        default=None,
-        help="resize the shorter image side to this many pixels (default: the config's "
-        "data.eval_resize for its own dataset; 0 = original size)",
+        default=default,
+        help=f"split whose images to read (default: {default or 'the config data.val_split'})",
     )
 
 
@@ -82,18 +108,50 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _sliding(values: list[int] | None):
-    if not values:
-        return None
-    if len(values) > 2:
-        raise SystemExit("--sliding takes one size or H W")
-    return (values[0], values[-1])
-
-
 def _load_model(args, device):
+    """``(model, cfg, meta)`` of ``--checkpoint``; ``cfg`` with the command's overrides."""
     from agmm.engine.checkpoint import load_model
 
-    return load_model(args.checkpoint, map_location=device)
+    model, cfg, meta = load_model(args.checkpoint, map_location=device)
+    return model, inference_config(cfg, args.overrides), meta
+
+
+def inference_config(cfg, overrides):
+    """The config a test-time command runs with: the checkpoint's ``cfg`` with ``key=value``
+    ``overrides`` of data.*, eval.* and seed, parsed and checked as ``agmm train`` does.
+
+    Another dataset (``data.name=...``) does not inherit the checkpoint's dataset keys
+    (``OWN_DATASET_KEYS``: root, dataset_args, eval_resize, weak labels), and another
+    ``data.supervision`` not its ``data.weak_label_args``; give them as overrides too.
+    """
+    from agmm.config import DataConfig, apply_overrides, parse_overrides
+    from agmm.errors import ConfigError
+
+    requested = parse_overrides(overrides)
+    data = requested.get("data") if isinstance(requested.get("data"), dict) else {}
+    defaults = DataConfig()
+    reset = []
+    if data.get("name", cfg.data.name) != cfg.data.name:
+        reset = list(OWN_DATASET_KEYS)
+    elif data.get("supervision", cfg.data.supervision) != cfg.data.supervision:
+        reset = ["weak_label_args"]
+    if reset:
+        own = {key: getattr(defaults, key) for key in reset}
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **own))
+    cfg = apply_overrides(cfg, overrides)  # unknown keys and bad values: as in `agmm train`
+    keys = [item.partition("=")[0].strip() for item in overrides]
+    fixed = [key for key in keys if key.split(".")[0] not in TEST_TIME_SECTIONS]
+    if fixed:
+        raise ConfigError(
+            f"{fixed[0]}: fixed by the checkpoint; a test-time command overrides only "
+            "data.*, eval.* and seed"
+        )
+    if "max_images" in (requested.get("eval") or {}):
+        raise ConfigError(
+            "eval.max_images: limits validation during training only; "
+            "`agmm eval --max-images N` scores the first N images"
+        )
+    return cfg
 
 
 def _run_distributed(run, args: argparse.Namespace) -> int:
@@ -107,46 +165,42 @@ def _run_distributed(run, args: argparse.Namespace) -> int:
         cleanup()
 
 
-def _inference_kwargs(args: argparse.Namespace, device) -> dict:
-    """The test protocol (scales, flip, sliding, CRF) and batching of a command's arguments."""
+def _inference_kwargs(cfg, device, quiet: bool) -> dict:
+    """The test protocol (scales, flip, sliding, CRF) and batching of ``cfg.eval``, as
+    validation during training passes them to :func:`agmm.eval.inference.evaluate`."""
     return {
-        "scales": tuple(args.scales),
-        "flip": args.flip,
-        "sliding": _sliding(args.sliding),
-        "crf": args.crf or None,
-        "batch_size": args.batch_size,
+        "scales": tuple(cfg.eval.scales),
+        "flip": cfg.eval.flip,
+        "sliding": cfg.eval.sliding,
+        "crf": cfg.eval.crf or None,
+        "batch_size": cfg.eval.batch_size,
         "device": device,
-        "progress": not args.quiet,
+        "progress": not quiet,
     }
 
 
-def _resize(args, cfg) -> int | None:
-    """The shorter image side the model sees: ``--resize`` (0 = original size), else the
-    config's ``data.eval_resize`` when the dataset is the checkpoint's own, else None."""
-    own = (getattr(args, "data", None) or cfg.data.name) == cfg.data.name
-    resize = args.resize if args.resize is not None else (cfg.data.eval_resize if own else None)
-    return resize or None
+def _resize(cfg) -> int | None:
+    """The shorter image side the model sees: ``data.eval_resize`` (None or 0 = own size)."""
+    return cfg.data.eval_resize or None
 
 
 def _build_dataset(
     args, cfg, meta: dict, *, split: str, supervision: str = "full", own_size=False, **extra
 ):
-    """The dataset named on the command line (or the checkpoint's), with an eval transform
-    resizing to :func:`_resize` (none with ``own_size``: samples at each image's own size);
-    checked against the checkpoint's number of classes."""
+    """The config's dataset, with an eval transform resizing to :func:`_resize` (none with
+    ``own_size``: samples at each image's own size); checked against the checkpoint's number of
+    classes."""
     from agmm.data import build_dataset
     from agmm.data.transforms import EvalTransform
 
-    name = args.data or cfg.data.name
-    own = name == cfg.data.name
     dataset = build_dataset(
-        name,
-        root=args.root or (cfg.data.root if own else None),
+        cfg.data.name,
+        root=cfg.data.root,
         split=split,
         supervision=supervision,
-        transform=EvalTransform(resize=None if own_size else _resize(args, cfg)),
+        transform=EvalTransform(resize=None if own_size else _resize(cfg)),
         seed=cfg.seed,
-        **({**cfg.data.dataset_args, **extra} if own else extra),
+        **{**cfg.data.dataset_args, **extra},
     )
     _check_classes(meta, dataset, args.checkpoint)
     return dataset
@@ -170,13 +224,13 @@ def _register_eval(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="mIoU and per-class IoU of a checkpoint on a dataset split",
-        description="Evaluates the segmenter (single-scale, multi-scale + flip, sliding window, "
-        "dense CRF), prints a per-class table and writes it as JSON or CSV (by --out's suffix). "
-        "Multi-GPU: torchrun --nproc_per_node N -m agmm eval ...",
+        description="Evaluates the segmenter with the checkpoint's test protocol (cfg.eval: "
+        "single-scale, multi-scale + flip, sliding window, dense CRF; what validation used during "
+        "training) or key=value overrides of it, prints a per-class table and writes it as JSON or "
+        "CSV (by --out's suffix). Multi-GPU: torchrun --nproc_per_node N -m agmm eval ...",
     )
     _add_checkpoint(parser)
-    _add_data(parser, split=None)
-    _add_test_protocol(parser)
+    _add_split(parser, default=None)
     parser.add_argument(
         "--predictions",
         metavar="DIR",
@@ -185,6 +239,10 @@ def _register_eval(subparsers) -> None:
     parser.add_argument("--max-images", type=int, help="evaluate the first N images only")
     parser.add_argument("--out", help="metrics file: .json (default format) or .csv")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_overrides(
+        parser, "--scales", "--flip", "--sliding", "--crf", "--batch-size", "--resize", "--data",
+        "--root",
+    )  # fmt: skip
     parser.set_defaults(func=run_eval)
 
 
@@ -205,14 +263,12 @@ def _run_eval(args: argparse.Namespace, device) -> int:
     if args.predictions:
         result = evaluate_saved_predictions(args.predictions, dataset, progress=not args.quiet)
     else:
-        result = evaluate(model, dataset, **_inference_kwargs(args, device))
+        result = evaluate(model, dataset, **_inference_kwargs(cfg, device, args.quiet))
     if not _is_main():
         return 0
     print(format_table(result))
     if args.out:
-        protocol = _protocol(
-            args, split=args.split or cfg.data.val_split, resize=_resize(args, cfg)
-        )
+        protocol = _protocol(args, cfg, split=args.split or cfg.data.val_split)
         path = write_metrics(result, args.out, extra=protocol)
         print(f"wrote {path}")
     return 0
@@ -224,20 +280,24 @@ def _is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def _protocol(args, *, split: str, resize: int | None) -> dict:
-    """How a metrics file was made: checkpoint, data, split, resize and the test protocol."""
+def _protocol(args, cfg, *, split: str) -> dict:
+    """How a metrics file was made: checkpoint, overrides, data, split, resize and the test
+    protocol (``sliding`` normalised to ``{crop: [h, w], stride: [h, w]}`` or None)."""
+    from agmm.eval.inference import sliding_options
+
     return {
         "checkpoint": str(args.checkpoint),
-        "data": getattr(args, "data", None),
-        "root": getattr(args, "root", None),
+        "overrides": list(args.overrides),
+        "data": cfg.data.name,
+        "root": cfg.data.root,
         "split": split,
-        "resize": resize,
+        "resize": _resize(cfg),
         "predictions": getattr(args, "predictions", None),
         "max_images": getattr(args, "max_images", None),
-        "scales": list(args.scales),
-        "flip": bool(args.flip),
-        "sliding": _sliding(getattr(args, "sliding", None)),
-        "crf": bool(args.crf),
+        "scales": list(cfg.eval.scales),
+        "flip": cfg.eval.flip,
+        "sliding": sliding_options(cfg.eval.sliding),
+        "crf": cfg.eval.crf,
     }
 
 
@@ -311,24 +371,17 @@ def _register_predict(subparsers) -> None:
         "predict",
         help="colour-palette PNG masks (and probabilities) for images or folders",
         description="Runs the segmenter (never the GMM) on image files and folders (searched "
-        "recursively) and writes OUT/<name>.png palette masks, optionally OUT/<name>.npy "
+        "recursively) with the checkpoint's test protocol (cfg.eval; the model sees each image "
+        "with its shorter side resized to data.eval_resize) or key=value overrides of it, and "
+        "writes OUT/<name>.png palette masks at the image's own size, optionally OUT/<name>.npy "
         "probabilities (K, H, W) float16.",
     )
     _add_checkpoint(parser)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--probs", action="store_true", help="also save probabilities (.npy)")
-    parser.add_argument(
-        "--resize",
-        type=int,
-        default=None,
-        help="the model sees each image with its shorter side resized to this many pixels; "
-        "masks are written at the image's own size (default: the config's data.eval_resize, as "
-        "`agmm eval` uses; 0 = original size)",
-    )
-    _add_test_protocol(parser)
-    parser.set_defaults(batch_size=4)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_overrides(parser, "--scales", "--flip", "--sliding", "--crf", "--batch-size", "--resize")
     parser.set_defaults(func=run_predict)
 
 
@@ -343,8 +396,8 @@ def run_predict(args: argparse.Namespace) -> int:
         args.out,
         palette=meta["palette"],
         save_probs=args.probs,
-        resize=_resize(args, cfg),
-        **_inference_kwargs(args, device),
+        resize=_resize(cfg),
+        **_inference_kwargs(cfg, device, args.quiet),
     )
     print(f"wrote {len(written)} masks to {args.out}")
     return 0
@@ -358,24 +411,16 @@ def _register_pseudo_labels(subparsers) -> None:
     parser = subparsers.add_parser(
         "pseudo-labels",
         help="write a model's predictions on the training split as labels for a second stage",
-        description="Multi-stage training (MT): writes OUT/<name>.png, the (optionally "
-        "multi-scale / CRF-refined) predictions on a split, with the exact weak labels kept where "
-        "they exist. Train the next stage with data.weak_label_dir=OUT data.supervision=blocks. "
-        "Prints the quality of the weak labels, of G and of P against the true masks when the "
-        "split has them.",
+        description="Multi-stage training (MT): writes OUT/<name>.png, the predictions on a "
+        "split with the checkpoint's test protocol (cfg.eval: multi-scale, flip, CRF, ...) or "
+        "key=value overrides of it, with the exact weak labels (data.supervision, "
+        "data.weak_label_dir) kept where they exist. Train the next stage with "
+        "data.weak_label_dir=OUT data.supervision=blocks. Prints the quality of the weak labels, "
+        "of G and of P against the true masks when the split has them.",
     )
     _add_checkpoint(parser)
-    _add_data(parser, split="train")
+    _add_split(parser, default="train")
     parser.add_argument("--out", required=True, help="output folder of the label PNGs")
-    _add_test_protocol(parser)
-    parser.add_argument(
-        "--supervision",
-        help="weak labels kept in the output and used for the quality report "
-        "(default: the checkpoint's)",
-    )
-    parser.add_argument(
-        "--weak-label-dir", help="folder of the weak labels (default: the config's)"
-    )
     parser.add_argument(
         "--no-keep-weak", action="store_true", help="do not copy the weak labels into the output"
     )
@@ -383,6 +428,7 @@ def _register_pseudo_labels(subparsers) -> None:
         "--no-quality", action="store_true", help="skip the weak/G/P quality report"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_overrides(parser, *REPLACED_FLAGS)
     parser.set_defaults(func=run_pseudo_labels)
 
 
@@ -400,21 +446,17 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
     from agmm.outputs import publish, staging_dir
 
     model, cfg, meta = _load_model(args, device)
-    own = (args.data or cfg.data.name) == cfg.data.name
-    supervision = args.supervision or cfg.data.supervision
-    weak_dir = args.weak_label_dir or (cfg.data.weak_label_dir if own else None)
-    weak_args = cfg.data.weak_label_args if own and supervision == cfg.data.supervision else None
     dataset = _build_dataset(
         args,
         cfg,
         meta,
         split=args.split,
-        supervision=supervision,
+        supervision=cfg.data.supervision,
         own_size=True,  # labels at each image's own size, for the next stage to read
-        weak_label_dir=weak_dir,
-        weak_label_args=weak_args,
+        weak_label_dir=cfg.data.weak_label_dir,
+        weak_label_args=cfg.data.weak_label_args,
     )
-    resize = _resize(args, cfg)
+    resize = _resize(cfg)
     loss_module = None
     if not args.no_quality:
         loss_module = load_gmm_module(args.checkpoint, cfg, model, device=device)
@@ -432,7 +474,7 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
             keep_weak_labels=not args.no_keep_weak,
             palette=meta["palette"],
             resize=resize,
-            **_inference_kwargs(args, device),
+            **_inference_kwargs(cfg, device, args.quiet),
         )
         quality = {}
         if not args.no_quality:
@@ -451,7 +493,7 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
     result["out_dir"] = str(args.out)
     if _is_main():
         safe = _nan_to_none(
-            {**result, "quality": quality, **_protocol(args, split=args.split, resize=resize)}
+            {**result, "quality": quality, **_protocol(args, cfg, split=args.split)}
         )
         safe["quality"] = _nan_to_none(quality)
         (staging / "pseudo_labels.json").write_text(json.dumps(safe, indent=2) + "\n")
