@@ -93,6 +93,7 @@ PAPER_LOSS_SETTINGS = {
     "sigma_prior": 0.0,
     "class_prior_momentum": 0.0,
     "self_target": "gmm",
+    "self_loss": "bce",
     "self_classes": "present",
     "oem_steps": 1,
 }
@@ -143,6 +144,11 @@ class LossConfig:
     self_target: Literal["gmm", "gmm_x_p", "gmm_x_p_within"] = "gmm_x_p"
     """L_self's target: gmm = G_new (Eq. 11, the paper); gmm_x_p (the library's) = G_new x
     detached P, normalised over the present classes (docs/method.md)."""
+    self_loss: Literal["bce", "ce"] = "bce"
+    """How L_self transfers its target to P: bce (Eq. 11, soft, every position) or ce (hard
+    cross-entropy on the target's arg-max where it reaches ``self_threshold``; not in the paper)."""
+    self_threshold: float = 0.8
+    """self_loss=ce: the target confidence a position needs to be pseudo-labeled."""
     seg_reduction: Literal["pixel", "class"] = "pixel"
     """L_seg averaged over labeled pixels (Eq. 10) or class-balanced (each labeled class's mean, averaged)."""
     self_reduction: Literal["pixel", "class"] = "pixel"

@@ -137,6 +137,29 @@ def self_loss_class(probs, g, present, weights):
     return total / max(pairs, 1)
 
 
+def confident_ce(probs, target, present, weights, threshold, reduction):
+    """Cross-entropy of P on the target's arg-max over present classes, where that max >= threshold;
+    ``pixel``: weighted mean over those positions, ``class``: mean of per-class weighted means."""
+    batch, k_all, height, width = probs.shape
+    sums, counts = [0.0] * k_all, [0.0] * k_all
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                best, label = 0.0, None
+                for k in range(k_all):
+                    if present[b, k] and float(target[b, k, y, x]) > best:
+                        best, label = float(target[b, k, y, x]), k
+                if label is None or best < threshold:
+                    continue
+                w = 1.0 if weights is None else float(weights[b, y, x])
+                sums[label] += w * -math.log(float(probs[b, label, y, x]) + 1e-6)
+                counts[label] += w
+    if reduction == "pixel":
+        return sum(sums) / max(sum(counts), 1e-6)
+    means = [sums[k] / counts[k] for k in range(k_all) if counts[k] > 0]
+    return sum(means) / max(len(means), 1)
+
+
 def seg_loss_class(logits, labels, ignore_index=255):
     """Class-balanced partial cross-entropy: the mean over labeled classes of each class's mean."""
     sums, counts = {}, {}

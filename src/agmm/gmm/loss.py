@@ -12,6 +12,7 @@ from agmm.gmm import functional as gmm_fn
 from agmm.losses import (
     centre_contrastive_loss,
     classification_loss,
+    confident_cross_entropy,
     contrastive_loss,
     partial_cross_entropy,
     self_supervision_loss,
@@ -22,6 +23,7 @@ from agmm.losses.segmentation import REDUCTIONS, Reduction
 CON_KINDS = ("eq14", "eq13")
 PSEUDO_LABEL_KINDS = ("gmm", "assign")
 SELF_TARGETS = ("gmm", "gmm_x_p", "gmm_x_p_within")
+SELF_LOSSES = ("bce", "ce")
 TERM_NAMES = ("seg", "self", "weak", "con", "cls")
 
 
@@ -85,6 +87,12 @@ class AGMMLoss(nn.Module):
             the segmenter's detached P, normalised over the present classes; not in the paper,
             see :func:`agmm.gmm.functional.product_target`), or ``"gmm_x_p_within"`` (the same
             rescaled to P's mass on the present classes).
+        self_loss: ``"bce"`` (Eq. 11: BCE of P against the soft target, every position) or
+            ``"ce"`` (cross-entropy of P on the target's arg-max, only where the target reaches
+            ``self_threshold``; not in the paper, see
+            :func:`agmm.losses.gmm_terms.confident_cross_entropy`). With ``"ce"`` no gradient
+            reaches G through L_self.
+        self_threshold: the confidence a position's target needs to count in ``self_loss="ce"``.
         seg_reduction: ``"pixel"`` (mean over labeled pixels, Eq. 10) or ``"class"`` (mean of the
             per-class means: every class labeled in the batch weighs the same; for dense masks).
         self_reduction: ``"pixel"`` (mean over (pixel, present class) pairs, Eq. 11) or ``"class"``
@@ -116,6 +124,8 @@ class AGMMLoss(nn.Module):
         sigma_prior: float = 0.0,
         class_prior_momentum: float = 0.0,
         self_target: Literal["gmm", "gmm_x_p", "gmm_x_p_within"] = "gmm",
+        self_loss: Literal["bce", "ce"] = "bce",
+        self_threshold: float = 0.8,
         seg_reduction: Reduction = "pixel",
         self_reduction: Reduction = "pixel",
         lambda_seg: float = 1.0,
@@ -142,6 +152,9 @@ class AGMMLoss(nn.Module):
         if sigma_prior < 0:
             raise ValueError(f"sigma_prior must be >= 0, got {sigma_prior}")
         _check_choice("self_target", self_target, SELF_TARGETS)
+        _check_choice("self_loss", self_loss, SELF_LOSSES)
+        if not 0.0 <= self_threshold <= 1.0:
+            raise ValueError(f"self_threshold must be in [0, 1], got {self_threshold}")
         if not 0.0 <= class_prior_momentum < 1.0:
             raise ValueError(f"class_prior_momentum must be in [0, 1), got {class_prior_momentum}")
         self.num_classes = num_classes
@@ -170,6 +183,8 @@ class AGMMLoss(nn.Module):
             self.register_buffer("prior_variance", torch.ones(num_classes))
             self.register_buffer("prior_seen", torch.zeros(num_classes, dtype=torch.bool))
         self.self_target = self_target
+        self.self_loss = self_loss
+        self.self_threshold = self_threshold
         self.seg_reduction = seg_reduction
         self.self_reduction = self_reduction
         self.lambdas = {
@@ -386,9 +401,19 @@ class AGMMLoss(nn.Module):
             classes = present
             if self.self_classes == "all":  # every class, in images that have any component
                 classes = present.any(dim=1, keepdim=True).expand_as(present)
-            terms["self"] = self_supervision_loss(
-                probs, target, classes, weights, reduction=self.self_reduction
-            )
+            if self.self_loss == "ce":
+                terms["self"] = confident_cross_entropy(
+                    probs,
+                    target,
+                    classes,
+                    weights,
+                    threshold=self.self_threshold,
+                    reduction=self.self_reduction,
+                )
+            else:
+                terms["self"] = self_supervision_loss(
+                    probs, target, classes, weights, reduction=self.self_reduction
+                )
             gmm["self_target"] = target.detach()  # what L_self taught P (for the Fig. 10 log)
         elif self.use_self:  # Eq. 18 hard labels, cross-entropy on the assigned pixels
             assigned = gmm_fn.assign_labels(

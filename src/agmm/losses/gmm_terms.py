@@ -60,6 +60,46 @@ def self_supervision_loss(
     return (0.5 * (pos_mean + neg_mean) * pairs).sum() / pairs.sum().clamp_min(1.0)
 
 
+def confident_cross_entropy(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    present: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    *,
+    threshold: float = 0.8,
+    reduction: Reduction = "pixel",
+) -> torch.Tensor:
+    """Hard pseudo-label cross-entropy of P where the target is confident (not in the paper).
+
+    Each position takes the arg-max of ``target`` over the ``present`` classes as its label when
+    that maximum is at least ``threshold`` (and above 0); the loss is -log P(label) there. ``probs``: P (B, K, h,
+    w); ``target``: (B, K, h, w) in [0, 1] (treated as fixed: no gradient reaches it); ``present``:
+    (B, K) bool; ``weights``: (B, h, w) share of real image per position (0 on padding), None = 1.
+    ``reduction``: ``"pixel"`` = mean over the selected positions; ``"class"`` = mean over the
+    pseudo-labeled classes of the batch of each class's mean, so a pole's few confident positions
+    weigh as much as the road's many. 0 (attached to P's graph) when no position is confident.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    masked = target.detach() * present[:, :, None, None].to(target.dtype)
+    confidence, labels = masked.max(dim=1)  # (B, h, w)
+    # A position needs a present class with a non-zero target (threshold 0 selects no position
+    # of an image without components).
+    selected = ((confidence >= threshold) & (confidence > 0)).to(probs.dtype)
+    if weights is not None:
+        selected = selected * weights.to(probs.dtype)
+    nll = -torch.log(probs.gather(1, labels.unsqueeze(1)).squeeze(1) + _EPS) * selected
+    if reduction == "pixel":
+        return nll.sum() / selected.sum().clamp_min(_EPS) + probs.sum() * 0.0
+    num_classes = probs.shape[1]
+    flat_labels = labels.flatten()
+    sums = nll.new_zeros(num_classes).index_add_(0, flat_labels, nll.flatten())
+    counts = nll.new_zeros(num_classes).index_add_(0, flat_labels, selected.flatten())
+    seen = counts > 0
+    per_class = sums / counts.clamp_min(_EPS)
+    return (per_class * seen).sum() / seen.sum().clamp_min(1).to(sums.dtype) + probs.sum() * 0.0
+
+
 def weak_loss(
     gmm_at_labels: torch.Tensor, labels: torch.Tensor, present_rows: torch.Tensor
 ) -> torch.Tensor:
