@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from agmm.engine.checkpoint import (
+from agmm.engine.train import train
+from agmm.errors import CheckpointError
+from agmm.runtime.checkpoint import (
     FORMAT,
     capture_rng,
     load_checkpoint,
@@ -18,8 +20,6 @@ from agmm.engine.checkpoint import (
     save_checkpoint,
     write_run_checkpoint,
 )
-from agmm.engine.train import train
-from agmm.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")

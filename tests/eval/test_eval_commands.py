@@ -17,8 +17,9 @@ DATA = "data.dataset_args={num_images: 3, image_size: [32, 48], num_classes: 4, 
 def make_checkpoint(path, overrides=(), num_classes=4):
     """A checkpoint of the synthetic demo config (Lite0 DeepLabV3+, ImageNet backbone)."""
     from agmm.config import load_config
-    from agmm.engine.build import build_loss, build_segmenter
-    from agmm.engine.checkpoint import config_dict, save_checkpoint
+    from agmm.gmm.build import build_loss
+    from agmm.models.build import build_segmenter
+    from agmm.runtime.checkpoint import config_dict, save_checkpoint
 
     cfg = load_config("synthetic/demo", [DATA, "model.output_stride=16", *overrides])
     torch.manual_seed(0)

@@ -21,11 +21,14 @@ from torch.utils.data import Dataset
 
 from agmm.data import io
 from agmm.data.transforms import to_tensor_sample
+from agmm.data.weak_labels import readers
+from agmm.data.weak_labels.readers import LABEL_PNG_CONVENTIONS, read_label_png
+from agmm.data.weak_labels.simulate import image_rng, simulate_weak_label
 from agmm.errors import DataError, LabelError
+from agmm.runtime.constants import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 WEAK_KINDS = ("points", "scribbles", "blocks", "boxes", "tags")
 SUPERVISIONS = (*WEAK_KINDS, "full")
 
@@ -61,16 +64,6 @@ def records_with_masks(image_paths: Iterable[Path], label_dir: Path) -> list[Rec
         )
         for path in image_paths
     ]
-
-
-def voc_palette(num_colours: int = 256) -> np.ndarray:
-    """The PASCAL VOC colour map (bit-interleaved class ids). Returns (num_colours, 3) uint8."""
-    ids = np.arange(num_colours)
-    palette = np.zeros((num_colours, 3), dtype=np.int64)
-    for bit in range(8):
-        for channel in range(3):
-            palette[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
-    return palette.astype(np.uint8)
 
 
 def name_seed(seed: int, name: str) -> list[int]:
@@ -361,8 +354,6 @@ class SegmentationDataset(Dataset):
             "id_map": None,
         }
         if label_format is not None:
-            from agmm.data.weak_labels.readers import LABEL_PNG_CONVENTIONS
-
             if label_format not in LABEL_PNG_CONVENTIONS:
                 raise DataError(
                     f"unknown weak_label_format {label_format!r}; valid: "
@@ -386,8 +377,6 @@ class SegmentationDataset(Dataset):
     def _read_tag_file(self, path: Path) -> dict[str, np.ndarray]:
         """name -> (K,) tags from cls_labels.npy (with or without a background entry), a
         make-labels tags.json, or a list file of lines ``name class class ...``."""
-        from agmm.data.weak_labels import readers
-
         suffix = path.suffix.lower()
         if suffix == ".npy":
             offset = 0
@@ -475,8 +464,6 @@ class SegmentationDataset(Dataset):
         )
 
     def _weak_from_files(self, record: Record, kind: str, hw: tuple[int, int]) -> dict:
-        from agmm.data.weak_labels import readers
-
         files = self._weak_files(kind, record)
         folder = self._weak_dir_for(kind)
         weak = self._read_weak_png(files[".png"], hw) if ".png" in files else None
@@ -515,8 +502,6 @@ class SegmentationDataset(Dataset):
 
     def _read_weak_png(self, path: Path, hw: tuple[int, int]) -> np.ndarray:
         """(H, W) uint8 weak label from a PNG, with this dataset's unlabeled convention."""
-        from agmm.data.weak_labels.readers import read_label_png
-
         label = read_label_png(path, num_classes=self.num_classes, **self.weak_png_kwargs)
         if tuple(label.shape[:2]) != tuple(hw):
             raise LabelError(
@@ -536,7 +521,6 @@ class SegmentationDataset(Dataset):
                 f"{record.image_path}: cannot simulate {kind} labels: split {self.split!r} has no "
                 "dense masks; pass weak_label_dir"
             )
-        from agmm.data.weak_labels.simulate import image_rng, simulate_weak_label
 
         params = self.weak_label_args
         if isinstance(params.get(kind), Mapping):

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agmm.data.datasets.base import Record, SegmentationDataset, voc_palette
+from agmm.data.datasets.base import Record, SegmentationDataset
+from agmm.data.palette import voc_palette
+from agmm.data.weak_labels.readers import read_coco_boxes
 from agmm.errors import DataError, LabelError
-
-IGNORE_INDEX = 255
+from agmm.runtime.constants import IGNORE_INDEX
 
 
 class COCO(SegmentationDataset):
@@ -153,8 +154,6 @@ class COCO(SegmentationDataset):
 
     def _native_boxes(self, record: Record) -> np.ndarray:
         """(M, 5) boxes of the record from the json (crowd regions left out)."""
-        from agmm.data.weak_labels.readers import read_coco_boxes
-
         self._annotations(record)  # unknown categories -> LabelError naming the json
         try:
             boxes = read_coco_boxes(self.coco, record.extra["image_id"], self.category_to_class)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from agmm.data import io
-from agmm.data.datasets.base import Record, SegmentationDataset, records_with_masks, voc_palette
+from agmm.data.datasets.base import Record, SegmentationDataset, records_with_masks
+from agmm.data.palette import voc_palette
 from agmm.errors import DataError
 
 
