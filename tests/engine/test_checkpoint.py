@@ -10,11 +10,11 @@ import torch
 
 from agmm.engine.train import train
 from agmm.errors import CheckpointError
+from agmm.models.build import load_model
 from agmm.runtime.checkpoint import (
     FORMAT,
     capture_rng,
     load_checkpoint,
-    load_model,
     resolve_resume,
     restore_rng,
     save_checkpoint,
