@@ -1,5 +1,6 @@
-"""Training engine: the loop (``train``), its optimiser / scheduler, sampler and datasets."""
+"""Training engine: the loop (``agmm.engine.train.train``, also ``agmm.train``), its optimiser /
+scheduler, sampler and datasets.
 
-from agmm.engine.train import train
-
-__all__ = ["train"]
+Nothing is imported here, so that ``agmm.engine.train`` is always the module (the loop's file),
+never the function of the same name.
+"""
