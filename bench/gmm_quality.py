@@ -39,12 +39,14 @@ from torch.utils.data import Dataset
 from agmm.config import Config, load_config
 from agmm.data.collate import IGNORE_INDEX, collate_batch
 from agmm.data.transforms import EvalTransform
-from agmm.engine.build import build_loss, build_segmenter, build_train_dataset
-from agmm.engine.checkpoint import load_checkpoint, load_state_dict_checked
+from agmm.engine.build import build_train_dataset
 from agmm.eval.metrics import ConfusionMatrix
 from agmm.eval.pseudo_labels import gmm_to_labels
+from agmm.gmm.build import build_loss
 from agmm.gmm.functional import pool_labels, product_target
 from agmm.gmm.loss import AGMMLoss
+from agmm.models.build import build_segmenter
+from agmm.runtime.checkpoint import load_checkpoint, load_state_dict_checked
 
 VIEWS = {"crops": "training crops", "full": "full training images"}
 SPREAD_NAMES = ("sigma", "d2", "G_old")

@@ -22,9 +22,10 @@ import time
 import torch
 
 from agmm.config import load_config
-from agmm.engine.build import build_loss, build_segmenter
 from agmm.engine.optim import build_optimizer
 from agmm.engine.train import cpu_has_native_bf16
+from agmm.gmm.build import build_loss
+from agmm.models.build import build_segmenter
 
 
 def sparse_labels(

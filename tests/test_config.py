@@ -39,7 +39,7 @@ def test_the_paper_settings_and_cpu_presets_are_shipped():
 
 def test_camvid_presets_balance_l_seg_and_the_paper_configs_do_not():
     """CamVid's CPU presets average L_seg per class (docs/BENCHMARKS.md); the paper's stay per pixel."""
-    from agmm.engine.build import build_loss
+    from agmm.gmm.build import build_loss
 
     for kind in ("points", "scribbles", "blocks", "boxes", "tags", "full"):
         assert load_config(f"camvid/{kind}").loss.seg_reduction == "class"
@@ -55,7 +55,7 @@ def test_camvid_presets_balance_l_seg_and_the_paper_configs_do_not():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_config_parses_and_builds_its_model(name):
-    from agmm.engine.build import build_segmenter
+    from agmm.models.build import build_segmenter
 
     cfg = load_config(name)
     assert cfg.name == name

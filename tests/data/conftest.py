@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agmm.data.io import voc_palette
+from agmm.data.palette import voc_palette
 
 HW = (12, 16)  # image size (H, W) of every fixture
 

@@ -10,9 +10,7 @@ import pytest
 from PIL import Image
 
 from agmm.data.weak_labels.readers import (
-    CITYSCAPES_LABELID_TO_TRAINID,
     LABEL_PNG_CONVENTIONS,
-    VOC_CLASSES,
     coco_category_map,
     read_boxes_json,
     read_coco_boxes,
@@ -26,6 +24,7 @@ from agmm.data.weak_labels.readers import (
     tags_from_label,
 )
 from agmm.errors import DataError, LabelError
+from agmm.runtime.constants import CITYSCAPES_LABELID_TO_TRAINID, VOC_CLASSES
 
 # ------------------------------------------------------------------------------------ label PNGs
 

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from agmm.engine.checkpoint import (
+from agmm.engine.train import train
+from agmm.errors import CheckpointError
+from agmm.models.build import load_model
+from agmm.runtime.checkpoint import (
     FORMAT,
     capture_rng,
     load_checkpoint,
-    load_model,
     resolve_resume,
     restore_rng,
     save_checkpoint,
     write_run_checkpoint,
 )
-from agmm.engine.train import train
-from agmm.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import torch
 
 from agmm.config import load_config
 from agmm.engine import train as train_mod
-from agmm.engine.build import build_loss, build_segmenter
 from agmm.errors import ConfigError
+from agmm.gmm.build import build_loss
+from agmm.models.build import build_segmenter
 
 
 def _cfg(*overrides: str):

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from agmm.engine import distributed
-from agmm.engine.checkpoint import load_checkpoint
+from agmm.runtime import distributed
+from agmm.runtime.checkpoint import load_checkpoint
 from tests.engine.conftest import TINY
 
 

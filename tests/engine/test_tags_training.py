@@ -114,3 +114,46 @@ def test_tags_only_training_beats_the_tags_free_baselines(tmp_path):
     constant = best_constant_miou(real)
     assert with_tags["val/miou"] > constant + 0.1
     assert with_tags["val/miou"] > without["val/miou"] + 0.2
+
+
+BROKEN_CAM_MODULE = """
+import importlib.abc, importlib.util, sys
+
+class BrokenCam(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    '''agmm.seeds.cam with a plain bug: an import of a name that does not exist.'''
+
+    def find_spec(self, name, path, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "agmm.seeds.cam" else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        exec("from numpy import no_such_name", module.__dict__)
+
+sys.meta_path.insert(0, BrokenCam())
+from agmm.config import load_config
+from agmm.engine.train import train
+overrides = ["data.supervision=tags", "train.steps=1", "output_dir=" + sys.argv[1]]
+train(load_config("synthetic/demo", overrides))
+"""
+
+
+def test_a_bug_in_the_cam_seeds_module_is_an_import_error_not_a_config_error(tmp_path):
+    """A broken agmm.seeds.cam must surface as the ImportError it is, with its traceback, not be
+    re-labelled as "image tags need online CAM seeds" (a ConfigError) or wait for the first step."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "broken_cam.py"
+    script.write_text(BROKEN_CAM_MODULE)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode != 0
+    assert "ImportError: cannot import name 'no_such_name'" in run.stderr
+    assert "ConfigError" not in run.stderr + run.stdout
+    assert not (tmp_path / "run").exists()

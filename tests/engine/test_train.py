@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from agmm.engine.checkpoint import load_checkpoint
 from agmm.engine.train import NonFiniteLossError, RunLogger, train
 from agmm.errors import CheckpointError, ConfigError
 from agmm.gmm.loss import AGMMLoss
+from agmm.runtime.checkpoint import load_checkpoint
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
@@ -114,7 +114,7 @@ def test_missing_data_path_fails_before_training(tiny_config, tmp_path):
 
 
 def test_batch_that_does_not_split_over_processes_is_refused(tiny_config, monkeypatch):
-    from agmm.engine import distributed
+    from agmm.runtime import distributed
 
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(ConfigError, match="train.batch_size"):
@@ -203,7 +203,7 @@ def test_weight_ema_is_validated_saved_and_resumed_exactly(tiny_config):
     name = next(k for k, v in state["model"].items() if v.is_floating_point() and v.ndim == 4)
     assert not torch.equal(state["model"][name], state["model_train"][name])
     # eval / predict / export rebuild the model from the averaged weights
-    from agmm.engine.checkpoint import load_model
+    from agmm.models.build import load_model
 
     model = load_model(f"{straight.output_dir}/last.pt")[0]
     torch.testing.assert_close(model.state_dict()[name], state["model"][name])

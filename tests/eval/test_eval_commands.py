@@ -17,8 +17,9 @@ DATA = "data.dataset_args={num_images: 3, image_size: [32, 48], num_classes: 4, 
 def make_checkpoint(path, overrides=(), num_classes=4):
     """A checkpoint of the synthetic demo config (Lite0 DeepLabV3+, ImageNet backbone)."""
     from agmm.config import load_config
-    from agmm.engine.build import build_loss, build_segmenter
-    from agmm.engine.checkpoint import config_dict, save_checkpoint
+    from agmm.gmm.build import build_loss
+    from agmm.models.build import build_segmenter
+    from agmm.runtime.checkpoint import config_dict, save_checkpoint
 
     cfg = load_config("synthetic/demo", [DATA, "model.output_stride=16", *overrides])
     torch.manual_seed(0)
@@ -251,8 +252,8 @@ def eval_json(tmp_path, checkpoint, *argv, name="metrics.json"):
 def test_eval_scores_with_the_protocol_validation_used(
     tmp_path, flip_sliding_checkpoint, capsys, monkeypatch
 ):
-    from agmm.engine.checkpoint import load_model
     from agmm.eval import inference
+    from agmm.models.build import load_model
 
     calls = []
     real_evaluate = inference.evaluate
@@ -365,8 +366,8 @@ def test_an_old_flag_stops_naming_its_override(tmp_path, capsys, verb, flag, rep
 
 
 def test_another_dataset_does_not_inherit_the_checkpoints_dataset_keys(resizing_checkpoint):
-    from agmm.engine.checkpoint import load_model
     from agmm.eval.commands import inference_config
+    from agmm.models.build import load_model
 
     _, cfg, _ = load_model(resizing_checkpoint)
     assert cfg.data.eval_resize == 16 and cfg.data.dataset_args

@@ -15,12 +15,13 @@ import torchvision
 import transformers
 
 from agmm.config import load_config
-from agmm.engine.build import build_loss, build_segmenter
 from agmm.errors import ConfigError
 from agmm.eval.export import export_onnx
 from agmm.gmm import AGMMLoss
+from agmm.gmm.build import build_loss
 from agmm.models import build_model
 from agmm.models.adapters import AdaptedSegmenter, adapt
+from agmm.models.build import build_segmenter
 
 K = 3
 _TV = torchvision.models.segmentation

@@ -8,7 +8,7 @@ import pytest
 import segmentation_models_pytorch as smp
 
 from agmm.cli import main
-from agmm.engine.checkpoint import load_model
+from agmm.models.build import load_model
 
 # What a user writes: a YAML file naming the library model (a tiny U-Net, random init).
 CONFIG = """

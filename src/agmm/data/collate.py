@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from agmm.runtime.constants import IGNORE_INDEX
 
 
 def collate_batch(samples: list[dict]) -> dict:

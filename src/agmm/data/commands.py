@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from agmm.data.doctor import run_check_labels
+from agmm.data.weak_labels.make_labels import (
+    MAKE_LABELS_HELP,
+    add_make_labels_arguments,
+    run_make_labels,
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``check-labels`` and ``make-labels`` to the ``agmm`` parser."""
@@ -50,22 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.set_defaults(func=_run_check_labels)
 
-    try:
-        from agmm.data.weak_labels.make_labels import MAKE_LABELS_HELP, add_make_labels_arguments
-    except ImportError:  # the simulators are not installed in this build
-        return
     make = subparsers.add_parser("make-labels", help=MAKE_LABELS_HELP, description=MAKE_LABELS_HELP)
     add_make_labels_arguments(make)
     make.set_defaults(func=_run_make_labels)
 
 
 def _run_check_labels(args: argparse.Namespace) -> int:
-    from agmm.data.doctor import run_check_labels
-
     return run_check_labels(args)
 
 
 def _run_make_labels(args: argparse.Namespace) -> int:
-    from agmm.data.weak_labels.make_labels import run_make_labels
-
     return run_make_labels(args)

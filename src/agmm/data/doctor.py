@@ -20,8 +20,8 @@ from agmm.data import io
 from agmm.data.datasets import DATASETS, SegmentationDataset, build_dataset
 from agmm.data.weak_labels.sources import index_files, read_sidecar
 from agmm.errors import DataError
+from agmm.runtime.constants import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 DEFAULT_SPLITS = ("train", "val", "test")
 _MAX_LISTED = 5
 

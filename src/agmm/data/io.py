@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from agmm.errors import DataError, LabelError
+from agmm.runtime.constants import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -199,13 +199,3 @@ def list_images(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> l
     """Image files directly inside ``folder``, sorted by name."""
     extensions = tuple(e.lower() for e in extensions)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
-
-
-def voc_palette(num_colours: int = 256) -> np.ndarray:
-    """The PASCAL VOC colour map (bit-interleaved class ids). Returns (num_colours, 3) uint8."""
-    ids = np.arange(num_colours)
-    palette = np.zeros((num_colours, 3), dtype=np.int64)
-    for bit in range(8):
-        for channel in range(3):
-            palette[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
-    return palette.astype(np.uint8)

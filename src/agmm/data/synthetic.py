@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from agmm.data.datasets.base import Record, SegmentationDataset, name_seed
-from agmm.data.io import voc_palette
+from agmm.data.palette import voc_palette
 
 SHAPES = ("ellipse", "rectangle", "triangle", "blob")
 TEXTURES = ("stripes", "checkers", "dots", "rings", "grid", "waves")

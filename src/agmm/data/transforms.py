@@ -17,9 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IGNORE_INDEX = 255
+from agmm.runtime.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 _LABEL_KEYS = ("weak_label", "mask")
 

@@ -1,13 +1,6 @@
-"""Training engine: the loop (``train``), DDP helpers, checkpoints (``load_model``)."""
+"""Training engine: the loop (``agmm.engine.train.train``, also ``agmm.train``), its optimiser /
+scheduler, sampler and datasets.
 
-from agmm.engine.checkpoint import load_model
-
-__all__ = ["load_model", "train"]
-
-
-def __getattr__(name: str):
-    if name == "train":  # imported lazily: the loop pulls in data, models and the GMM module
-        from agmm.engine.train import train
-
-        return train
-    raise AttributeError(name)
+Nothing is imported here, so that ``agmm.engine.train`` is always the module (the loop's file),
+never the function of the same name.
+"""

@@ -6,6 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from agmm.config import _deep_merge, config_from_dict, load_config, parse_overrides
+from agmm.errors import ConfigError
+from agmm.runtime.checkpoint import load_checkpoint, resolve_resume
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
@@ -41,9 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from agmm.config import load_config
-    from agmm.errors import ConfigError
-
     if args.config is None:
         if args.resume in (None, "auto"):
             raise ConfigError(
@@ -63,9 +64,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _config_from_checkpoint(path: str, overrides: list[str]):
     """The config a checkpoint was trained with, plus overrides."""
-    from agmm.config import _deep_merge, config_from_dict, parse_overrides
-    from agmm.engine.checkpoint import load_checkpoint, resolve_resume
-
     resolved = resolve_resume(path, ".")
     state = load_checkpoint(resolved)
     return config_from_dict(_deep_merge(state["config"], parse_overrides(overrides)))

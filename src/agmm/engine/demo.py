@@ -11,6 +11,16 @@ import json
 import time
 from pathlib import Path
 
+from agmm.config import load_config
+from agmm.data import build_dataset
+from agmm.data.transforms import EvalTransform
+from agmm.engine.train import train
+from agmm.gmm.build import build_loss
+from agmm.models.build import load_model
+from agmm.runtime.checkpoint import load_checkpoint
+from agmm.viz import panel_rows, save_panels, write_report
+from agmm.viz.panels import spread_indices
+
 RUNS = {
     "lseg_only": ("L_seg only", ["loss.enabled=false"]),
     "agmm": ("AGMM++", []),
@@ -19,9 +29,6 @@ RUNS = {
 
 def run_demo(out: str | Path = "outputs/demo", *, steps: int | None = None, overrides=()) -> dict:
     """Train both runs into ``out/<run>``; returns ``{run: result dict}`` and writes ``out/results.json``."""
-    from agmm.config import load_config
-    from agmm.engine.train import train
-
     out = Path(out)
     results = {}
     for run, (label, switches) in RUNS.items():
@@ -39,7 +46,6 @@ def run_demo(out: str | Path = "outputs/demo", *, steps: int | None = None, over
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print()
     print(results_table(results))
-    from agmm.viz import write_report
 
     report = write_report(out, title="agmm demo: L_seg only vs AGMM++ (synthetic shapes)")
     print(f"\npictures: {out}/*/panels.png, curves and report: {report}")
@@ -68,11 +74,6 @@ def results_table(results: dict) -> str:
 def _pictures(run_dir: Path, *, with_gmm: bool, num_images: int = 4) -> None:
     """Panels (image | weak label | G_old | G_new | prediction | mask) on validation images,
     and the run's own report."""
-    from agmm.engine.build import build_loss
-    from agmm.engine.checkpoint import load_checkpoint, load_model
-    from agmm.viz import panel_rows, save_panels, write_report
-    from agmm.viz.panels import spread_indices
-
     model, cfg, meta = load_model(run_dir / "last.pt")
     loss_module = None
     if with_gmm:
@@ -87,9 +88,6 @@ def _pictures(run_dir: Path, *, with_gmm: bool, num_images: int = 4) -> None:
 
 def _val_with_weak_labels(cfg):
     """The validation split with simulated weak labels (so that the panels can show G)."""
-    from agmm.data import build_dataset
-    from agmm.data.transforms import EvalTransform
-
     return build_dataset(
         cfg.data.name,
         root=cfg.data.root,

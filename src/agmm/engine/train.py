@@ -1,7 +1,7 @@
 """The training loop: build, loop (forward -> AGMMLoss -> backward -> step), log, checkpoint, validate.
 
 The same code runs one process on a CPU and N processes under ``torchrun`` (DDP): distributed
-details live in :mod:`agmm.engine.distributed` and are no-ops in a single process.
+details live in :mod:`agmm.runtime.distributed` and are no-ops in a single process.
 """
 
 from __future__ import annotations
@@ -18,14 +18,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from agmm.config import Config, dump_config, validate_paths
-from agmm.engine import distributed as dist_utils
-from agmm.engine.build import build_loss, build_segmenter, build_train_dataset, build_val_dataset
-from agmm.engine.checkpoint import (
+from agmm.data import build_dataset
+from agmm.data.collate import collate_batch
+from agmm.data.transforms import denormalize_image
+from agmm.engine.build import build_train_dataset, build_val_dataset
+from agmm.engine.optim import build_optimizer, build_scheduler
+from agmm.engine.sampler import ResumableSampler, SeededDataset
+from agmm.errors import AGMMError, CheckpointError, ConfigError, DataError
+from agmm.eval import evaluate
+from agmm.eval.pseudo_labels import PseudoLabelQuality
+from agmm.gmm.build import build_loss
+from agmm.models.build import build_segmenter
+from agmm.runtime import distributed as dist_utils
+from agmm.runtime.checkpoint import (
     FORMAT,
     LAST,
     capture_rng,
@@ -36,11 +48,10 @@ from agmm.engine.checkpoint import (
     restore_rng,
     write_run_checkpoint,
 )
-from agmm.engine.optim import build_optimizer, build_scheduler
-from agmm.engine.sampler import ResumableSampler, SeededDataset
-from agmm.errors import AGMMError, CheckpointError, ConfigError, DataError
+from agmm.runtime.constants import IGNORE_INDEX
+from agmm.seeds import box_cache
+from agmm.seeds.cam import cam_seeds
 
-IGNORE_INDEX = 255
 TERMS = ("seg", "self", "weak", "con", "cls")
 
 
@@ -399,8 +410,6 @@ def _batches(loader: DataLoader, sampler: ResumableSampler, epoch: int, position
 
 
 def _collate(samples: list[dict]) -> dict:
-    from agmm.data.collate import collate_batch
-
     return collate_batch(samples)
 
 
@@ -466,20 +475,12 @@ def _cam_seed_fn(cfg: Config, dataset):
     """For image tags: ``(cams, tags, size) -> weak labels (B, H, W)`` from agmm.seeds, else None."""
     if cfg.data.supervision != "tags":
         return None
-    try:
-        from agmm.seeds.cam import cam_seeds
-    except ImportError as error:
-        raise ConfigError(
-            f"data.supervision: image tags need online CAM seeds (agmm.seeds.cam), not available: {error}"
-        ) from None
     options = dict(cfg.loss.cam_args)
     options.setdefault("has_background", bool(getattr(dataset, "has_background", False)))
 
     def seeds(cams: torch.Tensor, tags: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         extra = {}
         if options.get("refine") == "crf":  # the CRF looks at the image colours
-            from agmm.data.transforms import denormalize_image
-
             extra["images"] = np.stack([denormalize_image(image) for image in images])
         return cam_seeds(cams, tags, image_size=tuple(images.shape[-2:]), **options, **extra)
 
@@ -491,9 +492,6 @@ def _with_box_seeds(cfg: Config) -> Config:
     the weak labels (``data.weak_label_dir``)."""
     out_dir = Path(cfg.output_dir) / "box_seeds"
     if dist_utils.is_main():
-        from agmm.data import build_dataset
-        from agmm.seeds.box_cache import compute_box_seeds
-
         dataset = build_dataset(
             cfg.data.name,
             root=cfg.data.root,
@@ -505,7 +503,7 @@ def _with_box_seeds(cfg: Config) -> Config:
         )
         cache = cfg.data.box_seed_cache or Path.home() / ".cache" / "agmm" / "box_seeds"
         options = {"workers": max(1, cfg.data.num_workers), **cfg.data.box_seed_args}
-        compute_box_seeds(dataset, cache, out_dir=out_dir, **options)
+        box_cache.compute_box_seeds(dataset, cache, out_dir=out_dir, **options)
         # The boxes themselves stay available to the training set, as JSON sidecars of the PNGs.
         for index in range(len(dataset)):
             sample = dataset[index]
@@ -520,15 +518,12 @@ def _build_ema(model: nn.Module, cfg: Config):
     """timm's weight EMA of the segmenter, or None when ``train.ema_decay`` is 0."""
     if not cfg.train.ema_decay:
         return None
-    from timm.utils import ModelEmaV3
 
     return ModelEmaV3(model, decay=cfg.train.ema_decay, use_warmup=True)
 
 
 def _validate(model: nn.Module, val_set, cfg: Config, device: torch.device) -> dict:
     """Segmentation mIoU on the validation split (every rank evaluates a shard)."""
-    from agmm.eval import evaluate
-
     result = evaluate(
         model,
         val_set,
@@ -599,63 +594,50 @@ class PseudoLabelTracker:
     on the training batches, against the dense masks where the dataset has them (paper Fig. 10).
 
     With online CAM seeds (image tags) also their precision (mIoU on the seeded pixels) and
-    coverage (seeded share of the labeled pixels), the figures ``agmm seeds`` prints.
+    coverage (seeded share of the labeled pixels), the figures ``agmm seeds`` prints. The counts
+    are eval's :class:`PseudoLabelQuality`, kept on the training device; the CAM seeds are its
+    weak labels.
     """
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
-        from agmm.eval.metrics import ConfusionMatrix
+    # PseudoLabelQuality source -> logged name
+    NAMES = {
+        "gmm_new": "pseudo/gmm_miou",
+        "self_target": "pseudo/target_miou",
+        "seg": "pseudo/seg_miou",
+        "weak": "seeds/precision_miou",
+    }
 
-        self.gmm = ConfusionMatrix(num_classes, device=device)
-        self.target = ConfusionMatrix(num_classes, device=device)
-        self.seg = ConfusionMatrix(num_classes, device=device)
-        self.seeds = ConfusionMatrix(num_classes, device=device)
-        self.seed_pixels = torch.zeros(2, dtype=torch.float64, device=device)  # seeded, labeled
+    def __init__(self, num_classes: int, device: torch.device) -> None:
+        self.quality = PseudoLabelQuality(
+            num_classes, IGNORE_INDEX, sources=tuple(self.NAMES), device=device
+        )
 
     @torch.no_grad()
     def update(self, outputs: dict, losses: dict, batch: dict) -> None:
         masks = batch["mask"]
         if not bool((masks != IGNORE_INDEX).any()):
             return
-        self.seg.update(outputs["logits"].argmax(dim=1), masks)
-        if "cam_seeds" in outputs:
-            seeds = outputs["cam_seeds"]
-            seeded = seeds != IGNORE_INDEX
-            self.seeds.update(seeds, masks.masked_fill(~seeded, IGNORE_INDEX))
-            labeled = masks != IGNORE_INDEX
-            self.seed_pixels += torch.stack([(seeded & labeled).sum(), labeled.sum()]).double()
-        if "gmm_new" not in losses:
-            return
-        from agmm.eval.pseudo_labels import gmm_to_labels
-
-        # arg-max over each image's own classes (ignore for images without any weak label)
-        labels = gmm_to_labels(
-            losses["gmm_new"], tuple(masks.shape[-2:]), losses["present"], IGNORE_INDEX
+        gmm = {}
+        if "gmm_new" in losses:  # arg-max over each image's own classes
+            gmm = {"gmm_new": losses["gmm_new"], "present": losses["present"]}
+            target = losses.get("self_target")
+            if target is not None and target.shape == losses["gmm_new"].shape:
+                gmm["self_target"] = target  # L_self's target (G itself, or G x P)
+        self.quality.update(
+            masks, weak_labels=outputs.get("cam_seeds"), logits=outputs["logits"], **gmm
         )
-        self.gmm.update(labels, masks)
-        if "self_target" in losses and losses["self_target"].shape == losses["gmm_new"].shape:
-            # L_self's target (G itself, or G x P with loss.self_target=gmm_x_p)
-            labels = gmm_to_labels(
-                losses["self_target"], tuple(masks.shape[-2:]), losses["present"], IGNORE_INDEX
-            )
-            self.target.update(labels, masks)
 
     def compute_and_reset(self) -> dict:
+        self.quality.all_reduce()
         out = {}
-        matrices = {
-            "pseudo/gmm_miou": self.gmm,
-            "pseudo/target_miou": self.target,
-            "pseudo/seg_miou": self.seg,
-            "seeds/precision_miou": self.seeds,
-        }
-        for name, matrix in matrices.items():
-            matrix.all_reduce()
+        for source, name in self.NAMES.items():
+            matrix = self.quality.confusion[source]
             if int(matrix.matrix.sum()) > 0:
                 out[name] = float(matrix.miou())
-            matrix.reset()
-        seeded, labeled = dist_utils.all_reduce_sum(self.seed_pixels).tolist()
+        seeded, labeled = self.quality.counts.tolist()
         if labeled > 0:
             out["seeds/coverage"] = seeded / labeled
-        self.seed_pixels.zero_()
+        self.quality.reset()
         return out
 
 
@@ -679,7 +661,6 @@ class RunLogger:
         self.bar = self.writer = self.jsonl = None
         if not enabled:
             return
-        from tqdm.auto import tqdm
 
         output_dir.mkdir(parents=True, exist_ok=True)
         kept = _kept_log_lines(output_dir / "metrics.jsonl", start_step)

@@ -6,18 +6,26 @@ protocol (scales, flip, sliding window, CRF, batch size) is ``cfg.eval`` and the
 ``data.eval_resize``, exactly what validation used during training. Their own flags are inputs
 and outputs only.
 
-Heavy modules (torch, the model zoo) are imported inside the functions so that ``agmm --help``
-stays fast.
+The stages a verb runs (data, models, eval, viz) are imported inside its function, so that
+``agmm --help``, which imports every commands module, does not import the whole library.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import math
 import shutil
 from pathlib import Path
+
+import torch
+
+from agmm.config import DataConfig, apply_overrides, parse_overrides
+from agmm.errors import CheckpointError, ConfigError
+from agmm.outputs import publish, staging_dir
+from agmm.runtime.distributed import barrier, cleanup, init_distributed, is_main
 
 # Config sections a test-time command may override: the data it reads and the test protocol.
 # The model and its loss are the checkpoint's.
@@ -101,8 +109,6 @@ def _add_split(parser: argparse.ArgumentParser, default: str | None) -> None:
 
 
 def _device(name: str):
-    import torch
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -110,7 +116,7 @@ def _device(name: str):
 
 def _load_model(args, device):
     """``(model, cfg, meta)`` of ``--checkpoint``; ``cfg`` with the command's overrides."""
-    from agmm.engine.checkpoint import load_model
+    from agmm.models.build import load_model
 
     model, cfg, meta = load_model(args.checkpoint, map_location=device)
     return model, inference_config(cfg, args.overrides), meta
@@ -124,9 +130,6 @@ def inference_config(cfg, overrides):
     (``OWN_DATASET_KEYS``: root, dataset_args, eval_resize, weak labels), and another
     ``data.supervision`` not its ``data.weak_label_args``; give them as overrides too.
     """
-    from agmm.config import DataConfig, apply_overrides, parse_overrides
-    from agmm.errors import ConfigError
-
     requested = parse_overrides(overrides)
     data = requested.get("data") if isinstance(requested.get("data"), dict) else {}
     defaults = DataConfig()
@@ -156,8 +159,6 @@ def inference_config(cfg, overrides):
 
 def _run_distributed(run, args: argparse.Namespace) -> int:
     """``run(args, device)`` inside torchrun's process group, if any; single-process otherwise."""
-    from agmm.engine.distributed import cleanup, init_distributed
-
     device = init_distributed(args.device)  # joins torchrun's process group, if any
     try:
         return run(args, device)
@@ -207,8 +208,6 @@ def _build_dataset(
 
 
 def _check_classes(meta: dict, dataset, checkpoint: str) -> None:
-    from agmm.errors import CheckpointError
-
     if int(meta["num_classes"]) != int(dataset.num_classes):
         raise CheckpointError(
             f"{checkpoint}: checkpoint was trained for {meta['num_classes']} classes but dataset "
@@ -257,14 +256,14 @@ def _run_eval(args: argparse.Namespace, device) -> int:
     model, cfg, meta = _load_model(args, device)
     dataset = _build_dataset(args, cfg, meta, split=args.split or cfg.data.val_split)
     if args.max_images is not None and args.max_images < len(dataset):
-        from agmm.engine.build import FirstImages
+        from agmm.data.subset import FirstImages
 
         dataset = FirstImages(dataset, args.max_images)
     if args.predictions:
         result = evaluate_saved_predictions(args.predictions, dataset, progress=not args.quiet)
     else:
         result = evaluate(model, dataset, **_inference_kwargs(cfg, device, args.quiet))
-    if not _is_main():
+    if not is_main():
         return 0
     print(format_table(result))
     if args.out:
@@ -272,12 +271,6 @@ def _run_eval(args: argparse.Namespace, device) -> int:
         path = write_metrics(result, args.out, extra=protocol)
         print(f"wrote {path}")
     return 0
-
-
-def _is_main() -> bool:
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _protocol(args, cfg, *, split: str) -> dict:
@@ -344,8 +337,6 @@ def metrics_dict(result: dict, extra: dict | None = None) -> dict:
 
 def write_metrics(result: dict, path: str | Path, extra: dict | None = None) -> Path:
     """Writes ``path``: CSV (class, iou rows + mIoU, pixel_acc) for ``.csv``, else JSON."""
-    import csv
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metrics = metrics_dict(result, extra)
@@ -437,13 +428,8 @@ def run_pseudo_labels(args: argparse.Namespace) -> int:
 
 
 def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
-    from agmm.engine.distributed import barrier
-    from agmm.eval.pseudo_labels import (
-        load_gmm_module,
-        pseudo_label_quality,
-        write_pseudo_labels,
-    )
-    from agmm.outputs import publish, staging_dir
+    from agmm.eval.pseudo_labels import pseudo_label_quality, write_pseudo_labels
+    from agmm.gmm.build import load_gmm_module
 
     model, cfg, meta = _load_model(args, device)
     dataset = _build_dataset(
@@ -462,7 +448,7 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
         loss_module = load_gmm_module(args.checkpoint, cfg, model, device=device)
     # Every rank writes its shard into one staging folder, moved to --out once all is written.
     staging = staging_dir(args.out)
-    if _is_main():
+    if is_main():
         shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
         staging.mkdir(parents=True)
     barrier()
@@ -487,11 +473,11 @@ def _run_pseudo_labels(args: argparse.Namespace, device) -> int:
                 resize=resize,
             )
     except BaseException:
-        if _is_main():
+        if is_main():
             shutil.rmtree(staging, ignore_errors=True)
         raise
     result["out_dir"] = str(args.out)
-    if _is_main():
+    if is_main():
         safe = _nan_to_none(
             {**result, "quality": quality, **_protocol(args, cfg, split=args.split)}
         )
@@ -551,8 +537,8 @@ def _register_export(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from agmm.engine.checkpoint import load_model
     from agmm.eval.export import export_onnx, export_torchscript
+    from agmm.models.build import load_model
 
     model, cfg, _ = load_model(args.checkpoint, map_location="cpu")
     size = tuple(args.size) if args.size else (cfg.data.crop_size, cfg.data.crop_size)

@@ -13,13 +13,18 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
+from agmm.data.collate import collate_batch
+from agmm.data.transforms import denormalize_image
 from agmm.errors import LabelError
+from agmm.eval.crf import crf_refine
 from agmm.eval.metrics import ConfusionMatrix
+from agmm.runtime import distributed
+from agmm.runtime.constants import IGNORE_INDEX
 
 
 def forward_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -240,22 +245,16 @@ def checked_collate(samples: list[dict]) -> dict:
                     f"{_sample_label(sample)}: {key} is {tuple(sample[key].shape[-2:])} (H, W) "
                     f"but the image is {image_hw}"
                 )
-    from agmm.data import collate_batch
-
     return collate_batch(samples)
 
 
 def denormalize(images: torch.Tensor) -> np.ndarray:
     """Images (B, 3, H, W) normalised with ImageNet mean/std -> uint8 (B, H, W, 3)."""
-    from agmm.data.transforms import denormalize_image
-
     return np.stack([denormalize_image(image) for image in images])
 
 
 def refine_with_crf(images: torch.Tensor, probs: torch.Tensor, crf: dict | bool) -> torch.Tensor:
     """Dense-CRF refinement of probs (B, K, H, W) given the normalised images (B, 3, H, W)."""
-    from agmm.eval.crf import crf_refine
-
     options = crf if isinstance(crf, dict) else {}
     pixels = denormalize(images)
     refined = [
@@ -287,9 +286,7 @@ def iterate_predictions(
     ``resize``: the model sees each image with its shorter side resized to this many pixels, and
     the probabilities come back at the image's own size (see :func:`predict_at_own_size`).
     """
-    from tqdm.auto import tqdm
-
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     loader = DataLoader(
@@ -328,35 +325,19 @@ def unpadded_size(valid_mask: torch.Tensor) -> tuple[int, int]:
     return int(valid_mask.any(dim=1).sum()), int(valid_mask.any(dim=0).sum())
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def sum_over_ranks(count: int) -> int:
-    """``count`` summed over the processes (itself when torch.distributed is not initialised)."""
-    if _distributed() is None:
-        return count
-    total = torch.tensor([count], dtype=torch.int64)
-    if dist.get_backend() == "nccl":
-        total = total.cuda()
-    dist.all_reduce(total)
-    return int(total.item())
-
-
-def _distributed() -> tuple[int, int] | None:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return None
-
-
-def _rank_shard(dataset: Dataset) -> tuple[ShardSampler | None, bool]:
+def rank_shard(dataset: Dataset) -> tuple[ShardSampler | None, bool]:
     """This process's sampler over ``dataset`` (None = all of it, when torch.distributed is not
     initialised) and whether it is rank 0, the one that shows progress bars."""
-    distributed = _distributed()
-    if distributed is None:
+    if not distributed.is_distributed():
         return None, True
-    return ShardSampler(len(dataset), *distributed), distributed[0] == 0
+    rank = distributed.rank()
+    return ShardSampler(len(dataset), rank, distributed.world_size()), rank == 0
 
 
 def evaluate(
@@ -385,10 +366,10 @@ def evaluate(
     (see ``collate_batch``); use ``batch_size=1`` for exact results with context-dependent models.
     """
     num_classes = int(dataset.num_classes)
-    sampler, is_main = _rank_shard(dataset)
-    device = torch.device(device) if device is not None else _model_device(model)
+    sampler, is_main = rank_shard(dataset)
+    device = torch.device(device) if device is not None else model_device(model)
     confusion = ConfusionMatrix(
-        num_classes, ignore_index=getattr(dataset, "ignore_index", 255), device=device
+        num_classes, ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX), device=device
     )
     num_images = 0
     for batch, probs in iterate_predictions(
@@ -419,5 +400,5 @@ def evaluate(
         "pixel_acc": confusion.pixel_accuracy(),
         "confusion": confusion.matrix.cpu().numpy(),
         "classes": list(getattr(dataset, "classes", [str(k) for k in range(num_classes)])),
-        "num_images": sum_over_ranks(num_images),
+        "num_images": distributed.sum_over_ranks(num_images),
     }

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.distributed as dist
+
+from agmm.runtime.accumulator import Accumulator
+from agmm.runtime.constants import IGNORE_INDEX
 
 
-class ConfusionMatrix:
+class ConfusionMatrix(Accumulator):
     """Accumulates a (K, K) int64 confusion matrix; rows = ground truth, columns = prediction.
 
     >>> cm = ConfusionMatrix(num_classes=3)
@@ -26,24 +28,23 @@ class ConfusionMatrix:
     1.0
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, device=None) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, device=None) -> None:
+        super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         # One extra column counts pixels predicted outside 0..K-1 (e.g. 255 = "no prediction"):
         # they are false negatives of their true class but no class's false positive.
-        self._counts = torch.zeros(
-            (self.num_classes, self.num_classes + 1), dtype=torch.int64, device=device
+        self._counts = self.add_state(
+            "counts",
+            torch.zeros((self.num_classes, self.num_classes + 1), dtype=torch.int64, device=device),
         )
 
     @property
     def matrix(self) -> torch.Tensor:
         """(K, K) int64 counts: ``matrix[t, p]`` = pixels of true class t predicted as p."""
         return self._counts[:, : self.num_classes]
-
-    def reset(self) -> None:
-        self._counts.zero_()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -73,17 +74,6 @@ class ConfusionMatrix:
         pred = torch.where((pred >= 0) & (pred < k), pred, torch.full_like(pred, k))
         counts = torch.bincount(target * (k + 1) + pred, minlength=k * (k + 1))
         self._counts += counts.reshape(k, k + 1)
-
-    def all_reduce(self) -> ConfusionMatrix:
-        """Sums the matrix over all processes when torch.distributed is initialised; else no-op."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
-        counts = self._counts
-        if dist.get_backend() == "nccl" and counts.device.type != "cuda":
-            counts = counts.cuda()
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        self._counts = counts.to(self._counts.device)
-        return self
 
     def per_class_iou(self) -> np.ndarray:
         """(K,) float64 IoU = TP / (TP + FP + FN); NaN for classes absent from pred and target."""

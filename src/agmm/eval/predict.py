@@ -14,8 +14,14 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
+from agmm.data.io import IMAGE_EXTENSIONS, image_size, read_image, read_label_array
+from agmm.data.transforms import normalize_image, resize_label
 from agmm.errors import DataError, LabelError
+from agmm.eval.crf import crf_refine
+from agmm.eval.inference import model_device, predict_logits, resized_scales
+from agmm.eval.metrics import ConfusionMatrix
 
 IGNORE_COLOUR = (255, 255, 255)
 
@@ -52,8 +58,6 @@ def save_label_png(label: np.ndarray, path: str | Path, palette: np.ndarray | No
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """Reads a label PNG written by :func:`save_label_png`. Returns (H, W) int64 ids."""
-    from agmm.data.io import read_label_array
-
     return read_label_array(path).astype(np.int64)
 
 
@@ -67,8 +71,6 @@ def list_images(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     the path below the folder it was found in, or the bare file name for a file argument.
     Raises DataError for a missing input or when nothing is found.
     """
-    from agmm.data.io import IMAGE_EXTENSIONS
-
     found: list[tuple[Path, Path]] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
@@ -102,17 +104,12 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
-        from agmm.data.io import read_image
-        from agmm.data.transforms import normalize_image
-
         pixels = read_image(self.paths[index])
         return {"image": normalize_image(pixels), "pixels": pixels, "index": index}
 
 
 def same_size_batches(paths: Sequence[Path], batch_size: int) -> list[list[int]]:
     """Index batches of at most ``batch_size`` images of one size (sizes read from file headers)."""
-    from agmm.data.io import image_size
-
     by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
     for index, path in enumerate(paths):
         by_size[image_size(path)].append(index)
@@ -157,15 +154,10 @@ def predict_images(
     batched together. ``scales``/``flip``/``sliding`` as in :func:`agmm.eval.inference.predict_logits`,
     ``crf`` as in :func:`agmm.eval.inference.evaluate`. Returns the written PNG paths.
     """
-    from tqdm.auto import tqdm
-
-    from agmm.eval.crf import crf_refine
-    from agmm.eval.inference import _model_device, predict_logits, resized_scales
-
     images = list_images(inputs)
     paths = [path for path, _ in images]
     out_dir = Path(out_dir)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     loader = DataLoader(
         ImageFiles(paths),
         batch_sampler=same_size_batches(paths, batch_size),
@@ -212,11 +204,6 @@ def evaluate_saved_predictions(pred_dir: str | Path, dataset: Dataset, *, progre
     Returns the same keys as :func:`agmm.eval.inference.evaluate`. A missing prediction is a
     DataError, one whose size fits neither the mask nor its image a LabelError, both naming the file.
     """
-    from tqdm.auto import tqdm
-
-    from agmm.data.transforms import resize_label
-    from agmm.eval.metrics import ConfusionMatrix
-
     pred_dir = Path(pred_dir)
     confusion = ConfusionMatrix(dataset.num_classes, getattr(dataset, "ignore_index", 255))
     for index in tqdm(range(len(dataset)), desc="eval", disable=not progress, unit="img"):

@@ -17,18 +17,32 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
 
+from agmm.eval.inference import (
+    checked_collate,
+    iterate_predictions,
+    model_device,
+    rank_shard,
+    unpadded_size,
+)
 from agmm.eval.metrics import ConfusionMatrix
+from agmm.eval.predict import save_label_png
+from agmm.runtime.accumulator import Accumulator
+from agmm.runtime.constants import IGNORE_INDEX
+from agmm.runtime.distributed import sum_over_ranks
 
 SOURCES = ("weak", "gmm_old", "gmm_new", "seg")
+# What each source is scored from: weak labels, G before / after OEM, L_self's target, P.
+ALL_SOURCES = ("weak", "gmm_old", "gmm_new", "self_target", "seg")
 
 
 def gmm_to_labels(
     gmm_probs: torch.Tensor,
     size: tuple[int, int],
     present: torch.Tensor | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> torch.Tensor:
     """Arg-max labels (B, H, W) of G (B, K, h, w), bilinearly resized to ``size``.
 
@@ -44,7 +58,7 @@ def gmm_to_labels(
     return labels.masked_fill(~present.any(dim=1)[:, None, None], ignore_index)
 
 
-class PseudoLabelQuality:
+class PseudoLabelQuality(Accumulator):
     """Accumulates the quality of weak labels, G_old, G_new and P against true masks.
 
     ``compute()`` returns floats (NaN where nothing was measured):
@@ -52,18 +66,33 @@ class PseudoLabelQuality:
     labels on their labeled pixels only), ``gmm_old_miou``, ``gmm_new_miou``, ``seg_miou`` (arg-max
     maps on every valid mask pixel) and the matching ``*_pixel_acc``. DDP: call ``all_reduce()``
     before ``compute()``.
+
+    ``sources``: which of :data:`ALL_SOURCES` to score (``self_target``: L_self's target maps,
+    scored like G); ``device``: where the counts live (default CPU; the training loop keeps them
+    on its GPU).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int = IGNORE_INDEX,
+        *,
+        sources: tuple[str, ...] = SOURCES,
+        device=None,
+    ) -> None:
+        super().__init__()
+        unknown = sorted(set(sources) - set(ALL_SOURCES))
+        if unknown:
+            raise ValueError(f"unknown sources {unknown}; valid: {', '.join(ALL_SOURCES)}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.confusion = {name: ConfusionMatrix(num_classes, ignore_index) for name in SOURCES}
-        self.counts = torch.zeros(2, dtype=torch.int64)  # labeled pixels, valid mask pixels
-
-    def reset(self) -> None:
-        for matrix in self.confusion.values():
-            matrix.reset()
-        self.counts.zero_()
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.confusion = {
+            name: self.add_state(name, ConfusionMatrix(num_classes, ignore_index, device=device))
+            for name in sources
+        }
+        # labeled pixels, valid mask pixels
+        self.counts = self.add_state("counts", torch.zeros(2, dtype=torch.int64, device=device))
 
     @torch.no_grad()
     def update(
@@ -74,41 +103,33 @@ class PseudoLabelQuality:
         logits: torch.Tensor | None = None,
         gmm_old: torch.Tensor | None = None,
         gmm_new: torch.Tensor | None = None,
+        self_target: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
     ) -> None:
         """Adds a batch. masks, weak_labels: (B, H, W) ids (255 = ignore / unlabeled);
-        logits: (B, K, H, W) scores or probabilities of P; gmm_old, gmm_new: (B, K, h, w) G;
-        present: (B, K) bool classes with a mixture component (see :func:`gmm_to_labels`).
+        logits: (B, K, H, W) scores or probabilities of P; gmm_old, gmm_new, self_target:
+        (B, K, h, w) G-like maps; present: (B, K) bool classes with a mixture component (see
+        :func:`gmm_to_labels`). Sources not being scored are ignored.
         """
-        masks = masks.detach().cpu()
+        device = self.device
+        masks = masks.detach().to(device)
         size = tuple(masks.shape[-2:])
-        if weak_labels is not None:
-            weak_labels = weak_labels.detach().cpu()
+        if weak_labels is not None and "weak" in self.confusion:
+            weak_labels = weak_labels.detach().to(device)
             labeled = weak_labels != self.ignore_index
             valid = masks != self.ignore_index
-            self.counts += torch.tensor([int((labeled & valid).sum()), int(valid.sum())])
+            self.counts += torch.stack([(labeled & valid).sum(), valid.sum()])
             self.confusion["weak"].update(
                 weak_labels, masks.masked_fill(~labeled, self.ignore_index)
             )
-        present = present.detach().cpu() if present is not None else None
-        for name, gmm in (("gmm_old", gmm_old), ("gmm_new", gmm_new)):
-            if gmm is not None:
-                labels = gmm_to_labels(gmm.detach().cpu(), size, present, self.ignore_index)
+        present = present.detach().to(device) if present is not None else None
+        maps = (("gmm_old", gmm_old), ("gmm_new", gmm_new), ("self_target", self_target))
+        for name, gmm in maps:
+            if gmm is not None and name in self.confusion:
+                labels = gmm_to_labels(gmm.detach().to(device), size, present, self.ignore_index)
                 self.confusion[name].update(labels, masks)
-        if logits is not None:
-            self.confusion["seg"].update(logits.detach().argmax(dim=1).cpu(), masks)
-
-    def all_reduce(self) -> PseudoLabelQuality:
-        """Sums the counts over processes when torch.distributed is initialised; else no-op."""
-        import torch.distributed as dist
-
-        for matrix in self.confusion.values():
-            matrix.all_reduce()
-        if dist.is_available() and dist.is_initialized():
-            counts = self.counts.cuda() if dist.get_backend() == "nccl" else self.counts
-            dist.all_reduce(counts)
-            self.counts = counts.cpu()
-        return self
+        if logits is not None and "seg" in self.confusion:
+            self.confusion["seg"].update(logits.detach().argmax(dim=1).to(device), masks)
 
     def compute(self) -> dict[str, float]:
         labeled, valid = self.counts.tolist()
@@ -141,21 +162,11 @@ def pseudo_label_quality(
     ``loss_module.fit_gmm(features, weak_labels, valid_mask)``. Returns
     :meth:`PseudoLabelQuality.compute` plus ``num_images``. DDP-aware like ``evaluate``.
     """
-    from torch.utils.data import DataLoader, Subset
-    from tqdm.auto import tqdm
-
-    from agmm.eval.inference import (
-        _model_device,
-        _rank_shard,
-        checked_collate,
-        sum_over_ranks,
-    )
-
     num_classes = int(dataset.num_classes)
     if max_images is not None and max_images < len(dataset):
         dataset = Subset(dataset, range(max_images))
-    sampler, is_main = _rank_shard(dataset)
-    device = torch.device(device) if device is not None else _model_device(model)
+    sampler, is_main = rank_shard(dataset)
+    device = torch.device(device) if device is not None else model_device(model)
     quality = PseudoLabelQuality(num_classes)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=checked_collate)
     modules = [model] + ([loss_module] if loss_module is not None else [])
@@ -198,23 +209,6 @@ def pseudo_label_quality(
     return {**quality.compute(), "num_images": sum_over_ranks(num_images)}
 
 
-def load_gmm_module(checkpoint: str | Path, cfg, model: nn.Module, *, device=None):
-    """The checkpoint's GMM module (``AGMMLoss`` with its trained squeeze conv), in eval mode.
-
-    ``cfg``, ``model``: as returned by ``agmm.engine.checkpoint.load_model(checkpoint)``.
-    Returns None when the run trained without the GMM (``loss.enabled=false``).
-    """
-    from agmm.engine.build import build_loss
-    from agmm.engine.checkpoint import load_checkpoint, load_state_dict_checked
-
-    state = load_checkpoint(checkpoint)
-    if not state.get("loss_module") or not getattr(cfg.loss, "enabled", True):
-        return None
-    loss_module = build_loss(cfg, model, int(state["num_classes"]))
-    load_state_dict_checked(loss_module, state["loss_module"], checkpoint, "GMM module")
-    return loss_module.to(device or "cpu").eval()
-
-
 def write_pseudo_labels(
     model: nn.Module,
     dataset: Dataset,
@@ -242,18 +236,10 @@ def write_pseudo_labels(
     the last two measured against the dataset's masks (NaN when it has none). DDP-aware: each
     rank writes its own shard.
     """
-    from agmm.eval.inference import (
-        _rank_shard,
-        iterate_predictions,
-        sum_over_ranks,
-        unpadded_size,
-    )
-    from agmm.eval.predict import save_label_png
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     palette = palette if palette is not None else getattr(dataset, "palette", None)
-    sampler, is_main = _rank_shard(dataset)
+    sampler, is_main = rank_shard(dataset)
     confusion = ConfusionMatrix(int(dataset.num_classes))
     num_images = 0
     for batch, probs in iterate_predictions(
@@ -273,7 +259,7 @@ def write_pseudo_labels(
         labels = probs.argmax(dim=1).cpu()
         if keep_weak_labels:
             weak = batch["weak_label"]
-            labels = torch.where(weak != 255, weak, labels)
+            labels = torch.where(weak != IGNORE_INDEX, weak, labels)
         for i, name in enumerate(batch["name"]):
             height, width = unpadded_size(batch["valid_mask"][i])
             label = labels[i, :height, :width]

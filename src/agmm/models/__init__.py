@@ -5,9 +5,12 @@ cls_head=False, arch=None, **kw)`` from ``MODELS = {"deeplabv3plus": ..., "vit":
 "torchvision": ..., "transformers": ...}``; ``adapt(model)`` wraps a model that
 segmentation_models_pytorch, torchvision or transformers built. ``model(images)`` returns
 ``{"logits", "features"[, "cls_logits", "cams"]}`` (see docs/models.md, docs/byom.md).
+``build_segmenter(cfg, K)`` builds a run's model from its config, ``load_model(checkpoint)``
+rebuilds it from a checkpoint.
 """
 
 from agmm.models.adapters import AdaptedSegmenter, adapt
+from agmm.models.build import build_segmenter, load_model
 from agmm.models.cam import CAMHead
 from agmm.models.deeplabv3plus import DeepLabV3Plus, build_deeplabv3plus
 from agmm.models.registry import MODELS, build_model
@@ -22,5 +25,7 @@ __all__ = [
     "adapt",
     "build_deeplabv3plus",
     "build_model",
+    "build_segmenter",
     "build_vit",
+    "load_model",
 ]

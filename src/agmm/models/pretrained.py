@@ -21,10 +21,12 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors.torch import load_file
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from agmm.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # what the pipeline normalises by
 from agmm.errors import CheckpointError, ConfigError
+from agmm.runtime.constants import IMAGENET_MEAN, IMAGENET_STD  # what the pipeline normalises by
 
 _logger = logging.getLogger(__name__)
 
@@ -140,8 +142,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: pretrained weights file not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -177,8 +177,6 @@ def load_backbone_weights(
     state = {k: v for k, v in state.items() if k in own or not k.startswith(_CLASSIFIER_PREFIXES)}
     pos = state.get("pos_embed")
     if pos is not None and "pos_embed" in own and pos.shape != own["pos_embed"].shape:
-        from timm.layers import resample_abs_pos_embed
-
         num_prefix = getattr(model, "num_prefix_tokens", 1)
         grid = model.patch_embed.grid_size
         state["pos_embed"] = resample_abs_pos_embed(pos, list(grid), num_prefix_tokens=num_prefix)

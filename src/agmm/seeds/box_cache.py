@@ -23,6 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from agmm.data.transforms import denormalize_image
 from agmm.errors import DataError
 from agmm.seeds.boxes import IGNORE_INDEX, grabcut_seeds
 from agmm.seeds.quality import SeedQuality
@@ -111,7 +112,6 @@ def _raw_image(dataset, index: int, sample: dict) -> np.ndarray:
     """(H, W, 3) uint8 of an image that has no file: the dataset's raw read, else the sample's."""
     if hasattr(dataset, "read_raw"):
         return np.ascontiguousarray(dataset.read_raw(index)["image"], dtype=np.uint8)
-    from agmm.data.transforms import denormalize_image
 
     return denormalize_image(sample["image"])
 

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from agmm.errors import LabelError
+from agmm.runtime.constants import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 METHODS = ("grabcut", "shrink")
 
 

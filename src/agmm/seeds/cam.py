@@ -24,7 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from agmm.eval.crf import crf_refine
+from agmm.runtime.constants import IGNORE_INDEX
+
 TOCO_HIGH = 0.7
 TOCO_LOW = 0.25
 
@@ -186,8 +188,6 @@ def crf_refine_cams(
     dropped afterwards: background still comes from the low threshold); their normalised scores are
     the unary probabilities. Other classes stay 0. One CRF per image: the loop is inherent.
     """
-    from agmm.eval.crf import crf_refine
-
     images = images.cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
     seedable, scores = seedable.cpu(), norm_cams.cpu()
     refined = torch.zeros_like(scores)

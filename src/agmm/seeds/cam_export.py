@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from agmm.data.transforms import denormalize_image
 from agmm.errors import CheckpointError, LabelError
+from agmm.runtime.constants import IGNORE_INDEX
 from agmm.seeds.cam import TOCO_HIGH, TOCO_LOW, cam_seeds
 from agmm.seeds.quality import SeedQuality
-
-IGNORE_INDEX = 255
 
 
 @dataclass
@@ -107,8 +107,6 @@ def compute_cam_seeds(
         cams = multi_scale_cams(model, image, scales=tuple(scales), flip=flip)
         raw = None
         if refine == "crf":  # the CRF looks at the colours of the image the model saw
-            from agmm.data.transforms import denormalize_image
-
             raw = denormalize_image(sample["image"])[None]
         seeds = cam_seeds(
             cams,

@@ -6,8 +6,15 @@ import argparse
 import shutil
 from pathlib import Path
 
+import torch
+import yaml
+
+from agmm.data.subset import FirstImages
+from agmm.errors import ConfigError
 from agmm.outputs import staged_dir
+from agmm.seeds.box_cache import compute_box_seeds
 from agmm.seeds.cam import TOCO_HIGH, TOCO_LOW
+from agmm.seeds.cam_export import compute_cam_seeds
 
 
 def register(subparsers) -> None:
@@ -111,8 +118,6 @@ def register(subparsers) -> None:
 
 
 def _yaml_mapping(text: str) -> dict:
-    import yaml
-
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -137,8 +142,6 @@ def run_seeds(args: argparse.Namespace) -> int:
         **args.dataset_args,
     )
     if args.max_images is not None and args.max_images < len(dataset):
-        from agmm.engine.build import FirstImages
-
         dataset = FirstImages(dataset, args.max_images)
     cache_dir = args.cache_dir or args.out / ".cache"
     made = [path for path in (args.out, cache_dir) if not path.exists()]
@@ -165,8 +168,6 @@ def _write_seeds(args: argparse.Namespace, dataset, out_dir: Path, cache_dir: Pa
     """Box or CAM seeds of ``dataset`` written to ``out_dir``; prints what was done."""
     classes = list(dataset.classes)
     if args.supervision == "boxes":
-        from agmm.seeds.box_cache import compute_box_seeds
-
         run = compute_box_seeds(
             dataset,
             cache_dir,
@@ -187,14 +188,10 @@ def _write_seeds(args: argparse.Namespace, dataset, out_dir: Path, cache_dir: Pa
         if run.no_boxes:
             print(f"{len(run.no_boxes)} images have no box (seeded as background/ignore only)")
     else:
-        from agmm.errors import ConfigError
-        from agmm.seeds.cam_export import compute_cam_seeds
-
         if args.checkpoint is None:
             raise ConfigError("--checkpoint: tags seeds need a model trained with cls_head=true")
-        import torch
 
-        from agmm.engine.checkpoint import load_model
+        from agmm.models.build import load_model
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, _, _ = load_model(args.checkpoint, map_location=device, num_classes=len(classes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-IGNORE_INDEX = 255
+from agmm.runtime.constants import IGNORE_INDEX
 
 
 def _as_numpy(array) -> np.ndarray:

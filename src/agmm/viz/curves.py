@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agmm.errors import DataError
+from agmm.viz.figures import new_figure, save_figure
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -82,8 +83,6 @@ def plot_curves(records, path: str | Path, *, title: str | None = None) -> Path:
     One panel for the loss terms (log scale when positive), one for the mIoU series (e.g.
     ``val/miou``, ``pseudo/gmm_miou``, ``pseudo/seg_miou``) and one for the learning rate.
     """
-    from agmm.viz.figures import new_figure, save_figure
-
     if isinstance(records, str | Path):
         records = read_log(records)
     groups = group_series(records)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 
 def new_figure(width: float, height: float):
     """A matplotlib Figure of ``width`` x ``height`` inches (not registered with pyplot)."""
-    from matplotlib.figure import Figure
-
     return Figure(figsize=(width, height))
 
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.patches import Patch
 from torch import nn
+
+from agmm.data.transforms import denormalize_image
+from agmm.viz.figures import new_figure, save_figure
 
 COLUMNS = ("image", "weak_label", "gmm_old", "gmm_new", "prediction", "mask")
 TITLES = {
@@ -35,8 +40,6 @@ def _numpy(value) -> np.ndarray:
 def as_rgb(image) -> np.ndarray:
     """(H, W, 3) uint8 from an uint8 array or a normalised (3, H, W) tensor."""
     if torch.is_tensor(image) and image.dtype != torch.uint8:
-        from agmm.data.transforms import denormalize_image
-
         return denormalize_image(image)
     image = _numpy(image)
     if image.ndim == 3 and image.shape[0] == 3 and image.shape[-1] != 3:
@@ -59,8 +62,6 @@ def weak_label_rgb(
 ) -> np.ndarray:
     """Weak labels over a dimmed image; labeled pixels grown by ``grow`` px so clicks show
     (default: 2 px, or 1/120 of the longer image side for large images)."""
-    import cv2
-
     weak_label = _numpy(weak_label).astype(np.int64)
     if grow is None:
         grow = max(2, max(weak_label.shape) // 120)
@@ -109,8 +110,6 @@ def gmm_rgb(
 
 def gmm_heatmaps(gmm_probs, classes: Sequence[str], path: str | Path, present=None) -> Path:
     """One heat map (viridis, 0..1) per present class of G (K, h, w), in a row; saved as PNG."""
-    from agmm.viz.figures import new_figure, save_figure
-
     gmm_probs = _numpy(gmm_probs)
     if present is None:
         present = gmm_probs.reshape(len(gmm_probs), -1).max(axis=1) > 0
@@ -169,10 +168,6 @@ def save_panels(
     ``name`` (row label). ``columns`` defaults to those of ``COLUMNS`` present in some row. With
     ``classes`` a colour legend of the classes shown is added.
     """
-    from matplotlib.patches import Patch
-
-    from agmm.viz.figures import new_figure, save_figure
-
     if not rows:
         raise ValueError("save_panels needs at least one row")
     columns = list(columns or [c for c in COLUMNS if any(r.get(c) is not None for r in rows)])

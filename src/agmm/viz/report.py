@@ -8,6 +8,9 @@ import json
 import math
 from pathlib import Path
 
+from agmm.errors import DataError
+from agmm.viz.curves import plot_curves, read_log
+
 PICTURE_LIMIT = 24
 LOG_NAMES = ("metrics.jsonl", "log.jsonl", "train_log.jsonl")
 
@@ -68,9 +71,6 @@ def write_report(
     ``curves.png`` beside the report), every PNG in the run folder (panels, t-SNE; at most 24),
     and ``config.yaml``. Images are embedded as base64, so the file can be mailed or moved alone.
     """
-    from agmm.errors import DataError
-    from agmm.viz.curves import plot_curves, read_log
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder does not exist")

@@ -6,6 +6,13 @@ from pathlib import Path
 
 import torch
 
+from agmm.data import build_dataset
+from agmm.data.transforms import EvalTransform
+from agmm.gmm.build import load_gmm_module
+from agmm.models.build import load_model
+from agmm.viz.panels import panel_rows, save_panels, spread_indices
+from agmm.viz.tsne import plot_tsne
+
 
 @torch.no_grad()
 def draw_run_pictures(
@@ -26,13 +33,6 @@ def draw_run_pictures(
     t-SNE shows the GMM embeddings (the segmenter's decoder features for a run without the GMM)
     of pixels coloured by their true class (skipped when the split has no masks).
     """
-    from agmm.data import build_dataset
-    from agmm.data.transforms import EvalTransform
-    from agmm.engine.checkpoint import load_model
-    from agmm.eval.pseudo_labels import load_gmm_module
-    from agmm.viz.panels import panel_rows, save_panels, spread_indices
-    from agmm.viz.tsne import plot_tsne
-
     device = torch.device(device or "cpu")
     model, cfg, meta = load_model(checkpoint, map_location=device)
     loss_module = load_gmm_module(checkpoint, cfg, model, device=device)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from agmm.viz.figures import new_figure, save_figure
 
 
 def sample_pixel_features(
@@ -47,8 +50,6 @@ def tsne_embedding(
 
     ``num_threads`` caps sklearn's OpenMP threads (on a busy machine, 1 is often much faster).
     """
-    from contextlib import nullcontext
-
     from sklearn.manifold import TSNE
 
     count = len(features_nc)
@@ -83,8 +84,6 @@ def plot_tsne(
     At most ``max_points`` pixels (see :func:`sample_pixel_features`); colours from ``palette``
     (K, 3), legend from ``classes``; ``num_threads`` as in :func:`tsne_embedding`.
     """
-    from agmm.viz.figures import new_figure, save_figure
-
     feats_nc, labels_n = sample_pixel_features(
         features, labels, max_points=max_points, seed=seed, ignore_index=ignore_index
     )

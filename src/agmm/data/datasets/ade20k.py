@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agmm.data import io
 from agmm.data.datasets.base import Record, SegmentationDataset, records_with_masks
-from agmm.data.io import voc_palette
+from agmm.data.palette import voc_palette
 from agmm.errors import DataError
 
 ADE20K_CLASSES = [

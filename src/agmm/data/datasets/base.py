@@ -25,10 +25,10 @@ from agmm.data.transforms import to_tensor_sample
 from agmm.data.weak_labels.simulate import KINDS
 from agmm.data.weak_labels.sources import LabelSpace, WeakSources, choose_sources, png_options
 from agmm.errors import DataError
+from agmm.runtime.constants import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 SUPERVISIONS = KINDS  # points, scribbles, blocks, boxes, tags, full: what the simulator makes
 
 

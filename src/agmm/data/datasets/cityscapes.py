@@ -18,6 +18,7 @@ import numpy as np
 from agmm.data import io
 from agmm.data.datasets.base import Record, SegmentationDataset
 from agmm.errors import DataError
+from agmm.runtime.constants import CITYSCAPES_LABELID_TO_TRAINID
 
 CITYSCAPES_CLASSES = [
     "road",
@@ -64,36 +65,11 @@ CITYSCAPES_PALETTE = np.array(
     ],
     dtype=np.uint8,
 )
-# labelIds (0..33) -> trainIds, from cityscapesScripts' labels.py; everything else is ignore.
-LABEL_ID_TO_TRAIN_ID = {
-    7: 0,
-    8: 1,
-    11: 2,
-    12: 3,
-    13: 4,
-    17: 5,
-    19: 6,
-    20: 7,
-    21: 8,
-    22: 9,
-    23: 10,
-    24: 11,
-    25: 12,
-    26: 13,
-    27: 14,
-    28: 15,
-    31: 16,
-    32: 17,
-    33: 18,
-}
 
 
 def label_id_table() -> np.ndarray:
     """(34,) lookup table labelId -> trainId (255 for ids not evaluated)."""
-    table = np.full(34, 255, dtype=np.int64)
-    for label_id, train_id in LABEL_ID_TO_TRAIN_ID.items():
-        table[label_id] = train_id
-    return table
+    return np.array([CITYSCAPES_LABELID_TO_TRAINID[i] for i in range(34)], dtype=np.int64)
 
 
 class Cityscapes(SegmentationDataset):

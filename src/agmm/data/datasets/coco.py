@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from agmm.data.datasets.base import Record, SegmentationDataset
-from agmm.data.io import voc_palette
+from agmm.data.palette import voc_palette
 from agmm.data.weak_labels.readers import read_coco_boxes
 from agmm.errors import DataError, LabelError
-
-IGNORE_INDEX = 255
+from agmm.runtime.constants import IGNORE_INDEX
 
 
 class COCO(SegmentationDataset):

@@ -21,6 +21,7 @@ import numpy as np
 
 from agmm.data import io
 from agmm.data.datasets.base import Record, SegmentationDataset, records_with_masks
+from agmm.data.palette import voc_palette
 from agmm.errors import DataError
 
 
@@ -103,5 +104,5 @@ def _read_palette(root: Path, palette, num_classes: int) -> np.ndarray:
         if len(palette) < num_classes:
             raise DataError(f"{path}: {len(palette)} colours for {num_classes} classes")
     if palette is None:
-        return io.voc_palette(num_classes)
+        return voc_palette(num_classes)
     return np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:num_classes]

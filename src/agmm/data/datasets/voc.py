@@ -25,32 +25,10 @@ import numpy as np
 
 from agmm.data import io
 from agmm.data.datasets.base import Record, SegmentationDataset
+from agmm.data.palette import voc_palette
 from agmm.data.weak_labels.readers import read_voc_xml
 from agmm.errors import DataError
-
-VOC_CLASSES = [
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
+from agmm.runtime.constants import VOC_CLASSES
 
 
 def find_voc_root(root: Path) -> Path:
@@ -65,8 +43,8 @@ class VOC(SegmentationDataset):
     """PASCAL VOC 2012 (+SBD). Extra args: ``mask_dir`` (default SegmentationClass, or
     SegmentationClassAug for ``*aug*`` splits or when SegmentationClass lacks the image)."""
 
-    classes = VOC_CLASSES
-    palette = io.voc_palette(21)
+    classes = list(VOC_CLASSES)
+    palette = voc_palette(21)
     has_background = True
     weak_unlabeled_values = (255, 21)
     has_native_boxes = True

@@ -11,14 +11,11 @@
   tables, the dense mask), one source per supervision kind (``choose_sources``).
 """
 
-# ``make_labels`` (the function) stays in its module so that ``weak_labels.make_labels`` is the
-# module: ``from agmm.data.weak_labels.make_labels import make_labels, run_make_labels``.
-from agmm.data.weak_labels.make_labels import add_make_labels_arguments, run_make_labels
+# ``make_labels`` (the `agmm make-labels` command, built on the datasets) is not imported here:
+# the datasets import this package. ``from agmm.data.weak_labels.make_labels import make_labels``.
 from agmm.data.weak_labels.protocols import PROTOCOLS, get_protocol
 from agmm.data.weak_labels.readers import (
-    CITYSCAPES_LABELID_TO_TRAINID,
     LABEL_PNG_CONVENTIONS,
-    VOC_CLASSES,
     coco_category_map,
     read_boxes_json,
     read_coco_boxes,
@@ -43,6 +40,7 @@ from agmm.data.weak_labels.simulate import (
     image_rng,
     simulate_weak_label,
 )
+from agmm.runtime.constants import CITYSCAPES_LABELID_TO_TRAINID, VOC_CLASSES
 
 __all__ = [
     "CITYSCAPES_LABELID_TO_TRAINID",
@@ -52,7 +50,6 @@ __all__ = [
     "PROTOCOLS",
     "S4_RELEASES",
     "VOC_CLASSES",
-    "add_make_labels_arguments",
     "coco_category_map",
     "convert_scribbles4all",
     "find_s4_scribbles",
@@ -68,7 +65,6 @@ __all__ = [
     "read_tags_npy",
     "read_voc_boxes",
     "read_whats_the_point_json",
-    "run_make_labels",
     "simulate_weak_label",
     "tags_from_label",
 ]

@@ -29,16 +29,17 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from agmm.data.datasets import build_dataset
 from agmm.data.weak_labels.protocols import describe_protocols, get_protocol
 from agmm.data.weak_labels.simulate import (
     KINDS,
-    UNLABELED,
     image_rng,
     resolve_params,
     simulate_weak_label,
 )
 from agmm.errors import ConfigError, DataError
 from agmm.outputs import staged_dir
+from agmm.runtime.constants import IGNORE_INDEX
 
 PROTOCOL_FORMAT = "agmm-weak-labels-v1"
 MAKE_LABELS_HELP = "simulate weak labels (points, scribbles, blocks, boxes, tags) from dense masks"
@@ -331,10 +332,6 @@ def _read_protocol_file(path: Path) -> dict[str, Any]:
 
 
 def _build_dataset(name: str, *, root: str | None, split: str) -> Any:
-    try:
-        from agmm.data import build_dataset
-    except ImportError as error:  # the datasets package is not importable
-        raise ConfigError(f"cannot build dataset {name!r}: {error}") from error
     return build_dataset(name, root=root, split=split)
 
 
@@ -384,7 +381,7 @@ def _write_label_png(path: Path, label: np.ndarray, palette: np.ndarray | None) 
     if palette is not None and len(palette):
         colours = np.zeros((256, 3), np.uint8)
         colours[: len(palette)] = np.asarray(palette, np.uint8)[:256]
-        colours[UNLABELED] = 255
+        colours[IGNORE_INDEX] = 255
         image.putpalette(colours.ravel().tolist())
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)

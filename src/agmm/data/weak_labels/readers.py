@@ -21,51 +21,11 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from agmm.data.weak_labels.simulate import UNLABELED, tags_from_mask
+from agmm.data.weak_labels.simulate import tags_from_mask
 from agmm.errors import DataError, LabelError
+from agmm.runtime.constants import CITYSCAPES_LABELID_TO_TRAINID, IGNORE_INDEX
 
 PathLike = str | os.PathLike
-
-# Cityscapes labelIds (0..33, as in gtFine_labelIds.png and the N-click files) -> the 19 trainIds;
-# every other labelId (unlabeled, ego vehicle, ..., license plate) -> 255. From cityscapesScripts'
-# helpers/labels.py.
-_CITYSCAPES_TRAIN_LABEL_IDS = (
-    7,
-    8,
-    11,
-    12,
-    13,
-    17,
-    19,
-    20,
-    21,
-    22,
-    23,
-    24,
-    25,
-    26,
-    27,
-    28,
-    31,
-    32,
-    33,
-)
-CITYSCAPES_LABELID_TO_TRAINID: dict[int, int] = {
-    label_id: (
-        _CITYSCAPES_TRAIN_LABEL_IDS.index(label_id)
-        if label_id in _CITYSCAPES_TRAIN_LABEL_IDS
-        else UNLABELED
-    )
-    for label_id in range(34)
-}
-
-# PASCAL VOC class names in id order (0 = background); "What's the point" numbers the 20 object
-# classes 1..20 in this same (alphabetical) order.
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)  # fmt: skip
 
 # ``read_label_png`` keyword arguments for the label PNGs each benchmark's weak labels come in.
 LABEL_PNG_CONVENTIONS: dict[str, dict[str, Any]] = {
@@ -95,7 +55,7 @@ def read_label_png(
     path: PathLike,
     *,
     num_classes: int,
-    unlabeled_values: Iterable[int] = (UNLABELED,),
+    unlabeled_values: Iterable[int] = (IGNORE_INDEX,),
     reduce_zero_label: bool = False,
     id_map: Mapping[int, int] | Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
@@ -127,7 +87,7 @@ def read_label_png(
                 f"(known raw ids {min(id_map)}..{max(id_map)}; "
                 f"unlabeled = {list(unlabeled_values)})"
             )
-        unlabeled |= labels == UNLABELED
+        unlabeled |= labels == IGNORE_INDEX
     if reduce_zero_label:
         unlabeled |= labels == 0
         labels = labels - 1
@@ -146,7 +106,7 @@ def read_label_png(
             f"{', and 0 with reduce_zero_label' if reduce_zero_label else ''})"
             f"{hint}"
         )
-    labels[unlabeled] = UNLABELED
+    labels[unlabeled] = IGNORE_INDEX
     return labels.astype(np.uint8)
 
 
@@ -251,7 +211,7 @@ def read_whats_the_point_json(
 def _draw_classwise(size, classes, shapes, draw) -> np.ndarray:
     """``(H, W)`` uint8 label: each shape drawn with its class by ``draw(canvas, shape)``; pixels
     drawn by two different classes are left unlabeled (255)."""
-    label = np.full(size, UNLABELED, np.uint8)
+    label = np.full(size, IGNORE_INDEX, np.uint8)
     conflict = np.zeros(size, bool)
     classes = np.asarray(classes, np.int64)
     for class_id in np.unique(classes):
@@ -259,9 +219,9 @@ def _draw_classwise(size, classes, shapes, draw) -> np.ndarray:
         for index in np.flatnonzero(classes == class_id):
             draw(canvas, shapes[index])
         drawn = canvas.astype(bool)
-        conflict |= drawn & (label != UNLABELED)
-        label[drawn & (label == UNLABELED)] = class_id
-    label[conflict] = UNLABELED
+        conflict |= drawn & (label != IGNORE_INDEX)
+        label[drawn & (label == IGNORE_INDEX)] = class_id
+    label[conflict] = IGNORE_INDEX
     return label
 
 
@@ -562,7 +522,7 @@ def read_tags_list(
 
 
 def tags_from_label(
-    label: np.ndarray, num_classes: int, *, ignore_index: int = UNLABELED, min_pixels: int = 1
+    label: np.ndarray, num_classes: int, *, ignore_index: int = IGNORE_INDEX, min_pixels: int = 1
 ) -> np.ndarray:
     """``(K,)`` float32 multi-hot of the classes present in ``label: (H, W)`` (dense or weak)."""
     label = np.asarray(label)

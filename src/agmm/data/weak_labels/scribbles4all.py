@@ -44,10 +44,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from agmm.data.io import voc_palette
-from agmm.data.weak_labels.readers import CITYSCAPES_LABELID_TO_TRAINID
-from agmm.data.weak_labels.simulate import UNLABELED
+from agmm.data.palette import voc_palette
 from agmm.errors import DataError, LabelError
+from agmm.runtime.constants import CITYSCAPES_LABELID_TO_TRAINID, IGNORE_INDEX
 
 # KITTI-360 ids 34..44 (KITTI-360's helpers/labels.py, trainId column); 0..33 are Cityscapes'.
 _KITTI360_EXTRA_TRAIN_IDS = {34: 2, 35: 4, 36: 255, 37: 5, 38: 255, 39: 255, 40: 255, 41: 255}
@@ -76,7 +75,7 @@ def _lookup(id_map: dict[int, int]) -> np.ndarray:
     table = np.full(256, -1, dtype=np.int64)
     for raw, class_id in id_map.items():
         table[raw] = class_id
-    table[0] = UNLABELED  # the generator's background fill
+    table[0] = IGNORE_INDEX  # the generator's background fill
     return table
 
 
@@ -89,9 +88,9 @@ def _colour_table(id_map: dict[int, int]) -> dict[tuple[int, int, int], int]:
     table: dict[tuple[int, int, int], int] = {}
     for raw, class_id in sorted(id_map.items()):
         colour = _ID_COLOURS[raw]
-        if table.get(colour, UNLABELED) == UNLABELED:
+        if table.get(colour, IGNORE_INDEX) == IGNORE_INDEX:
             table[colour] = class_id
-    table[(0, 0, 0)] = UNLABELED
+    table[(0, 0, 0)] = IGNORE_INDEX
     return table
 
 
@@ -125,12 +124,12 @@ class S4Release:
 
 
 _VOC_COLOURS = {tuple(int(c) for c in rgb): i for i, rgb in enumerate(voc_palette(21))}
-_VOC_COLOURS.update({(0, 0, 0): UNLABELED, (224, 224, 192): UNLABELED})  # fill / VOC border
+_VOC_COLOURS.update({(0, 0, 0): IGNORE_INDEX, (224, 224, 192): IGNORE_INDEX})  # fill / VOC border
 
 S4_RELEASES = {
     "s4pascal": S4Release(
         num_classes=21,
-        lookup=_lookup({v: v for v in range(1, 21)} | {255: UNLABELED}),
+        lookup=_lookup({v: v for v in range(1, 21)} | {255: IGNORE_INDEX}),
         colours=_VOC_COLOURS,
     ),
     "s4cityscapes": S4Release(
@@ -240,7 +239,7 @@ def convert_scribbles4all(root: str | Path, release: str, out_dir: str | Path) -
     for name, path in files.items():
         labels = read_s4_scribble(path, release)
         Image.fromarray(labels).save(out_dir / f"{name}.png")
-        counts += np.bincount(labels[labels != UNLABELED], minlength=spec.num_classes)
+        counts += np.bincount(labels[labels != IGNORE_INDEX], minlength=spec.num_classes)
         total += labels.size
     return {
         "release": release,

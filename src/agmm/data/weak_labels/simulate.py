@@ -29,8 +29,7 @@ from scipy.sparse.csgraph import dijkstra
 from skimage.morphology import skeletonize
 
 from agmm.errors import ConfigError, LabelError
-
-UNLABELED = 255
+from agmm.runtime.constants import IGNORE_INDEX
 
 KINDS = ("points", "scribbles", "blocks", "boxes", "tags", "full")
 
@@ -182,7 +181,7 @@ def simulate_weak_label(
     elif kind == "full":
         weak = labels.astype(np.uint8)
     else:  # boxes, tags: no pixel label here (box seeds come from GrabCut in agmm.seeds)
-        weak = np.full(labels.shape, UNLABELED, np.uint8)
+        weak = np.full(labels.shape, IGNORE_INDEX, np.uint8)
 
     if kind == "boxes":
         boxes = boxes_from_mask(
@@ -206,7 +205,7 @@ def _checked_labels(mask: np.ndarray, num_classes: int, ignore_index: int) -> np
         raise LabelError(f"mask must be (H, W), got shape {mask.shape}")
     if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool):
         raise LabelError(f"mask must hold integer class ids, got dtype {mask.dtype}")
-    if not 0 < num_classes <= UNLABELED:
+    if not 0 < num_classes <= IGNORE_INDEX:
         raise LabelError(f"num_classes must be in 1..255 (uint8 labels), got {num_classes}")
     labels = mask.astype(np.int64)
     ignored = labels == ignore_index
@@ -217,7 +216,7 @@ def _checked_labels(mask: np.ndarray, num_classes: int, ignore_index: int) -> np
             f"mask has values {values} outside the class ids 0..{num_classes - 1} "
             f"(ignore = {ignore_index})"
         )
-    labels[ignored] = UNLABELED
+    labels[ignored] = IGNORE_INDEX
     return labels
 
 
@@ -330,7 +329,7 @@ def _simulate_points(
 ) -> np.ndarray:
     """Clicks on labeled pixels, uniformly at random within their group (class or instance)."""
     flat_labels = labels.ravel()
-    pixels = np.flatnonzero(flat_labels != UNLABELED)  # (P,) candidate pixel ids
+    pixels = np.flatnonzero(flat_labels != IGNORE_INDEX)  # (P,) candidate pixel ids
     classes = flat_labels[pixels]
     keys = rng.random(pixels.size)
     preferred = None
@@ -343,7 +342,7 @@ def _simulate_points(
         instances = instance_mask.ravel()[pixels]
         # One group per (instance, class); pixels outside any instance ("stuff", e.g. background)
         # form one group per class, so that they get the same number of clicks per class.
-        _, groups = np.unique(instances * (UNLABELED + 1) + classes, return_inverse=True)
+        _, groups = np.unique(instances * (IGNORE_INDEX + 1) + classes, return_inverse=True)
         groups = groups.ravel()
         chosen = _first_n_per_group(groups, keys, params["points_per_instance"], preferred)
     elif params["points_per_image"] is not None:
@@ -366,17 +365,17 @@ def _simulate_points(
         groups = classes
         chosen = _first_n_per_group(groups, keys, params["points_per_class"], preferred)
 
-    weak = np.full(labels.size, UNLABELED, np.uint8)
+    weak = np.full(labels.size, IGNORE_INDEX, np.uint8)
     weak[pixels[chosen]] = classes[chosen]
     weak = weak.reshape(labels.shape)
     if params["radius"] > 0:
         regions = np.full(labels.size, -1, np.int64)
         regions[pixels] = groups
-        clicked = weak != UNLABELED
+        clicked = weak != IGNORE_INDEX
         grown = _grow_within_regions(
             clicked, regions.reshape(labels.shape), _disk(params["radius"])
         )
-        weak = np.where(grown, labels, UNLABELED).astype(np.uint8)
+        weak = np.where(grown, labels, IGNORE_INDEX).astype(np.uint8)
     return weak
 
 
@@ -398,7 +397,7 @@ def _simulate_scribbles(
     regions = np.full(labels.shape, -1, np.int64)  # region id per pixel, -1 = no scribble there
     skeleton = np.zeros(labels.shape, bool)
     num_regions = 0
-    for class_id in np.unique(labels[labels != UNLABELED]):
+    for class_id in np.unique(labels[labels != IGNORE_INDEX]):
         binary = (labels == class_id).astype(np.uint8)
         count, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
         large = stats[:, cv2.CC_STAT_AREA] >= params["min_region_pixels"]
@@ -415,7 +414,7 @@ def _simulate_scribbles(
         y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
         skeleton[y0:y1, x0:x1] |= skeletonize(inside[y0:y1, x0:x1])
 
-    weak = np.full(labels.shape, UNLABELED, np.uint8)
+    weak = np.full(labels.shape, IGNORE_INDEX, np.uint8)
     if num_regions == 0:
         return weak
 
@@ -516,7 +515,7 @@ def _simulate_blocks(
     keys = rng.random(num_blocks)
     kept = np.zeros(num_blocks, bool)
     if params["cover_all_classes"]:
-        valid = labels != UNLABELED
+        valid = labels != IGNORE_INDEX
         pairs = np.unique(labels[valid] * num_blocks + block_of[valid])  # (class, block) pairs
         pair_classes, pair_blocks = pairs // num_blocks, pairs % num_blocks
         kept[pair_blocks[_first_n_per_group(pair_classes, keys[pair_blocks], 1)]] = True
@@ -524,7 +523,7 @@ def _simulate_blocks(
     if remaining > 0:
         order = np.argsort(np.where(kept, np.inf, keys), kind="stable")
         kept[order[:remaining]] = True
-    return np.where(kept[block_of], labels, UNLABELED).astype(np.uint8)
+    return np.where(kept[block_of], labels, IGNORE_INDEX).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------------- boxes
@@ -545,7 +544,7 @@ def boxes_from_mask(
     Classes in ``skip_classes`` get no box. Boxes are sorted by class, then top-left corner.
     """
     labels = np.asarray(labels)
-    valid = labels != UNLABELED
+    valid = labels != IGNORE_INDEX
     if instance_mask is not None:
         boxes = _boxes_from_instances(labels, instance_mask, valid, min_box_pixels)
     else:
@@ -580,8 +579,8 @@ def _boxes_from_instances(
         return np.zeros((0, 5), np.float32)
     inside = dense > 0
     counts = np.bincount(
-        (dense[inside] - 1) * UNLABELED + labels[inside], minlength=num * UNLABELED
-    ).reshape(num, UNLABELED)  # (I, classes) pixel counts
+        (dense[inside] - 1) * IGNORE_INDEX + labels[inside], minlength=num * IGNORE_INDEX
+    ).reshape(num, IGNORE_INDEX)  # (I, classes) pixel counts
     slices = ndimage.find_objects(dense, max_label=num)
     boxes = np.array(
         [[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], np.float32

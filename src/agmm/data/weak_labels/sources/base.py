@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from agmm.data.weak_labels.simulate import UNLABELED
+from agmm.runtime.constants import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from agmm.data.datasets.base import Record
@@ -86,4 +86,4 @@ def empty_boxes() -> np.ndarray:
 
 def unlabeled(hw: tuple[int, int]) -> np.ndarray:
     """(H, W) uint8 weak label with no labeled pixel."""
-    return np.full(hw, UNLABELED, dtype=np.uint8)
+    return np.full(hw, IGNORE_INDEX, dtype=np.uint8)

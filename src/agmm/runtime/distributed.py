@@ -1,7 +1,8 @@
-"""The only distributed code: process-group set-up from torchrun's variables and a few helpers.
+"""The only torch.distributed code: process-group set-up from torchrun's variables and a few helpers.
 
 A plain ``python -m agmm train`` run is a world of one process and takes the same code path: every
-helper below works (and does nothing costly) when no process group exists.
+helper below works (and does nothing costly) when no process group exists. Every sum over
+processes (training losses, confusion matrices, image counts) goes through :func:`all_reduce_sum`.
 """
 
 from __future__ import annotations
@@ -55,10 +56,27 @@ def is_main() -> bool:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over all processes, in place (identity in a single process); returns it."""
-    if is_distributed():
+    """Sum ``tensor`` over all processes, in place (identity in a single process); returns it.
+
+    NCCL reduces CUDA tensors only: a CPU tensor (e.g. metric counts kept on the CPU) is summed
+    through a copy on this process's GPU and written back.
+    """
+    if not is_distributed():
+        return tensor
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        on_gpu = tensor.cuda()
+        dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+        tensor.copy_(on_gpu)
+    else:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def sum_over_ranks(count: int) -> int:
+    """``count`` summed over the processes (itself in a single process)."""
+    if not is_distributed():
+        return count
+    return int(all_reduce_sum(torch.tensor([count], dtype=torch.int64)).item())
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically, read back for resume or to rebuild the inference model.
+"""Checkpoint files: written atomically, read back and checked (for resume, or for
+:func:`agmm.models.build.load_model` to rebuild the inference model).
 
 File format (a ``torch.save`` dict, loadable with ``weights_only=True``)::
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agmm.config import config_from_dict
 from agmm.errors import AGMMError, CheckpointError
 
 FORMAT = "agmm-checkpoint-v1"
@@ -163,8 +165,6 @@ def resolve_resume(resume: str | Path | None, output_dir: str | Path) -> Path | 
 
 def config_of(state: dict, path: str | Path):
     """The :class:`agmm.config.Config` stored in a checkpoint."""
-    from agmm.config import config_from_dict
-
     try:
         return config_from_dict(state["config"])
     except AGMMError as error:
@@ -181,53 +181,6 @@ def load_state_dict_checked(
         first = str(error).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
         raise CheckpointError(f"{path}: {what} weights do not fit this model: {detail}") from None
-
-
-def load_model(
-    path: str | Path, map_location: Any = "cpu", *, num_classes: int | None = None
-) -> tuple[nn.Module, Any, dict]:
-    """Rebuild the inference model of a checkpoint (eval mode, on ``map_location``).
-
-    Returns ``(model, cfg, meta)`` with ``meta = {classes, num_classes, palette, step, path}``.
-    ``num_classes``, if given, is the dataset's K: a checkpoint for another K is a CheckpointError.
-    """
-    from agmm.engine.build import build_segmenter
-
-    state = load_checkpoint(path, map_location=map_location)
-    cfg = config_of(state, path)
-    stored_k = int(state["num_classes"])
-    if num_classes is not None and num_classes != stored_k:
-        raise CheckpointError(
-            f"{path}: checkpoint was trained for {stored_k} classes but the dataset has {num_classes}"
-        )
-    # Pretrained weights would be overwritten anyway; never fetch them here.
-    model = build_segmenter(cfg, stored_k, pretrained=False)
-    load_state_dict_checked(model, state["model"], path, "model")
-    model.to(map_location if isinstance(map_location, str | torch.device) else "cpu")
-    model.eval()
-    meta = {
-        "classes": list(state.get("classes") or [str(i) for i in range(stored_k)]),
-        "num_classes": stored_k,
-        "palette": np.asarray(state.get("palette") or _default_palette(stored_k), dtype=np.uint8),
-        "step": int(state["step"]),
-        "path": str(path),
-    }
-    return model, cfg, meta
-
-
-def _default_palette(num_classes: int) -> list[list[int]]:
-    """PASCAL-style bit-interleaved colours, used only when a checkpoint stores no palette."""
-    palette = []
-    for index in range(num_classes):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.append([r, g, b])
-    return palette
 
 
 def config_dict(cfg) -> dict:
