@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from agmm.engine.checkpoint import load_checkpoint
-from agmm.engine.train import NonFiniteLossError, RunLogger, train
+from agmm.engine.run_log import RunLogger
+from agmm.engine.train import train
+from agmm.engine.trainer import NonFiniteLossError
 from agmm.errors import CheckpointError, ConfigError
 from agmm.gmm.loss import AGMMLoss
 
