@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from agmm.engine.train import NonFiniteLossError, RunLogger, train
+from agmm.engine.run_log import RunLogger
+from agmm.engine.train import train
+from agmm.engine.trainer import NonFiniteLossError
 from agmm.errors import CheckpointError, ConfigError
 from agmm.gmm.loss import AGMMLoss
 from agmm.runtime.checkpoint import load_checkpoint

@@ -125,3 +125,42 @@ def test_generated_images_without_files_are_seeded_and_cached(tmp_path):
     run = compute_box_seeds(dataset, tmp_path / "cache", progress=False)
     assert run.computed == 3 and run.quality.precision_miou > 0.8
     assert compute_box_seeds(dataset, tmp_path / "cache", progress=False).reused == 3
+
+
+def test_a_runs_box_seed_folder_has_a_seed_png_and_a_box_sidecar_per_image(tmp_path):
+    """What ``agmm train`` trains on when boxes come without seed files."""
+    import json
+
+    from agmm.config import load_config
+    from agmm.data import build_dataset
+    from agmm.seeds.box_cache import write_box_seed_folder
+
+    cfg = load_config(
+        None,
+        [
+            "data.name=synthetic",
+            "data.supervision=boxes",
+            "data.weak_label_args={}",
+            "data.dataset_args={num_images: 3, image_size: [32, 32], num_classes: 3}",
+            "data.num_workers=0",
+            "data.box_seed_args={iterations: 1}",
+            f"data.box_seed_cache={tmp_path / 'cache'}",
+        ],
+    )
+    write_box_seed_folder(cfg, tmp_path / "seeds")
+    dataset = build_dataset(
+        "synthetic",
+        root=cfg.data.root,
+        split=cfg.data.train_split,
+        supervision="boxes",
+        weak_label_args={},
+        seed=cfg.seed,
+        **cfg.data.dataset_args,
+    )
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        seeds = np.asarray(Image.open(tmp_path / "seeds" / f"{sample['name']}.png"))
+        assert seeds.shape == tuple(sample["mask"].shape)
+        sidecar = json.loads((tmp_path / "seeds" / f"{sample['name']}.json").read_text())
+        np.testing.assert_allclose(sidecar["boxes"], np.asarray(sample["boxes"]).reshape(-1, 5))
+    assert len(list((tmp_path / "cache").glob("*.png"))) == len(dataset)

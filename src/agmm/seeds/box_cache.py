@@ -23,6 +23,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from agmm.config import Config
+from agmm.data import build_dataset
 from agmm.data.transforms import denormalize_image
 from agmm.errors import DataError
 from agmm.seeds.boxes import IGNORE_INDEX, grabcut_seeds
@@ -252,3 +254,27 @@ def compute_box_seeds(
     if not run.quality.has_data:
         run.quality = None
     return run
+
+
+def write_box_seed_folder(cfg: Config, out_dir: str | Path) -> None:
+    """The weak labels of a box-supervised run that has no seed files: the GrabCut seeds of its
+    training split (computed once, cached in ``data.box_seed_cache``) as PNGs in ``out_dir``,
+    each with a JSON sidecar ``{"boxes": [[x0, y0, x1, y1, class], ...]}`` of the image's boxes."""
+    out_dir = Path(out_dir)
+    dataset = build_dataset(
+        cfg.data.name,
+        root=cfg.data.root,
+        split=cfg.data.train_split,
+        supervision="boxes",
+        weak_label_args=cfg.data.weak_label_args,
+        seed=cfg.seed,
+        **cfg.data.dataset_args,
+    )
+    cache = cfg.data.box_seed_cache or Path.home() / ".cache" / "agmm" / "box_seeds"
+    options = {"workers": max(1, cfg.data.num_workers), **cfg.data.box_seed_args}
+    compute_box_seeds(dataset, cache, out_dir=out_dir, **options)
+    # The boxes themselves stay available to the training set, as JSON sidecars of the PNGs.
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        boxes = np.asarray(sample["boxes"], dtype=float).reshape(-1, 5).tolist()
+        (out_dir / f"{sample['name']}.json").write_text(json.dumps({"boxes": boxes}))
