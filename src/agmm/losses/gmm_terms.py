@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from agmm.losses.segmentation import REDUCTIONS, Reduction
+from agmm.losses.segmentation import REDUCTIONS, Reduction, class_balanced_mean
 
 # log(p + _EPS): finite where G or P is exactly 0 or 1 (G = 1 at a one-pixel class's own pixel,
 # G = 0 for absent classes), and unlike clamping it keeps a gradient there.
@@ -72,9 +72,10 @@ def confident_cross_entropy(
     """Hard pseudo-label cross-entropy of P where the target is confident (not in the paper).
 
     Each position takes the arg-max of ``target`` over the ``present`` classes as its label when
-    that maximum is at least ``threshold`` (and above 0); the loss is -log P(label) there. ``probs``: P (B, K, h,
-    w); ``target``: (B, K, h, w) in [0, 1] (treated as fixed: no gradient reaches it); ``present``:
-    (B, K) bool; ``weights``: (B, h, w) share of real image per position (0 on padding), None = 1.
+    that maximum is at least ``threshold`` (and above 0); the loss is -log P(label) there.
+    ``probs``: P (B, K, h, w); ``target``: (B, K, h, w) in [0, 1] (treated as fixed: no gradient
+    reaches it); ``present``: (B, K) bool; ``weights``: (B, h, w) share of real image per position
+    (0 on padding), None = 1.
     ``reduction``: ``"pixel"`` = mean over the selected positions; ``"class"`` = mean over the
     pseudo-labeled classes of the batch of each class's mean, so a pole's few confident positions
     weigh as much as the road's many. 0 (attached to P's graph) when no position is confident.
@@ -88,16 +89,13 @@ def confident_cross_entropy(
     selected = ((confidence >= threshold) & (confidence > 0)).to(probs.dtype)
     if weights is not None:
         selected = selected * weights.to(probs.dtype)
-    nll = -torch.log(probs.gather(1, labels.unsqueeze(1)).squeeze(1) + _EPS) * selected
+    nll = -torch.log(probs.gather(1, labels.unsqueeze(1)).squeeze(1) + _EPS)
     if reduction == "pixel":
-        return nll.sum() / selected.sum().clamp_min(_EPS) + probs.sum() * 0.0
-    num_classes = probs.shape[1]
-    flat_labels = labels.flatten()
-    sums = nll.new_zeros(num_classes).index_add_(0, flat_labels, nll.flatten())
-    counts = nll.new_zeros(num_classes).index_add_(0, flat_labels, selected.flatten())
-    seen = counts > 0
-    per_class = sums / counts.clamp_min(_EPS)
-    return (per_class * seen).sum() / seen.sum().clamp_min(1).to(sums.dtype) + probs.sum() * 0.0
+        return (nll * selected).sum() / selected.sum().clamp_min(_EPS) + probs.sum() * 0.0
+    per_class = class_balanced_mean(
+        nll.flatten(), labels.flatten(), probs.shape[1], selected.flatten()
+    )
+    return per_class + probs.sum() * 0.0
 
 
 def weak_loss(

@@ -34,10 +34,25 @@ def partial_cross_entropy(
         return total / labeled.clamp_min(1).to(total.dtype)
     per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
     labeled = labels != ignore_index
-    classes = labels[labeled]
-    num_classes = logits.shape[1]
-    sums = per_pixel.new_zeros(num_classes).index_add_(0, classes, per_pixel[labeled])
-    counts = torch.bincount(classes, minlength=num_classes).to(sums.dtype)
+    per_class = class_balanced_mean(per_pixel[labeled], labels[labeled], logits.shape[1])
+    return per_class + per_pixel.sum() * 0.0
+
+
+def class_balanced_mean(
+    values: torch.Tensor,
+    classes: torch.Tensor,
+    num_classes: int,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The mean over the classes that occur of each class's weighted mean of ``values``.
+
+    ``values``, ``classes`` (ids in [0, num_classes)) and ``weights`` (>= 0, default 1) are 1-D and
+    of one length; a class occurs when its weights sum above 0. 0 when none does.
+    """
+    if weights is None:
+        weights = torch.ones_like(values)
+    sums = values.new_zeros(num_classes).index_add_(0, classes, values * weights)
+    counts = values.new_zeros(num_classes).index_add_(0, classes, weights.to(values.dtype))
     seen = counts > 0
-    per_class = sums / counts.clamp_min(1.0)
-    return (per_class * seen).sum() / seen.sum().clamp_min(1).to(sums.dtype) + per_pixel.sum() * 0.0
+    per_class = sums / counts.clamp_min(1e-12)
+    return (per_class * seen).sum() / seen.sum().clamp_min(1).to(sums.dtype)
