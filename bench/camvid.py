@@ -315,7 +315,8 @@ def protocol(args) -> dict:
         "batch_size": args.batch_size,
         "steps": args.steps,
         "seeds": args.seeds,
-        "precision": f"{precision} autocast on CPU" if precision == "bf16" else "float32",
+        "precision": (f"{precision} autocast on CPU" if precision == "bf16" else "float32")
+        + (", channels_last" if cfg.train.channels_last else ""),
         "lr": cfg.train.lr,
         "head_lr_mult": cfg.train.head_lr_mult,
         "seg_reduction": cfg.loss.seg_reduction,

@@ -1,14 +1,22 @@
 """Training-step speed: fp32 vs bf16, NCHW vs channels_last, with and without AGMMLoss (issue 13).
 
-    python bench/train_speed.py                       # ResNet-18 and Lite0, 128x128, batch 8
-    python bench/train_speed.py --size 321 --batch 4 --backbones resnet18 --classes 21
+    python bench/train_speed.py                      # both tables, ResNet-18 and Lite0, K = 11
+    python bench/train_speed.py --tables loss --classes 150 --backbones resnet18
+    python bench/train_speed.py --tables preset      # the CamVid CPU preset, before vs now
 
-Times full training steps (forward, loss, backward, SGD step) of the CamVid CPU preset's
-DeepLabV3+ (128-channel decoder, as bench/camvid.py) on random images with 3 clicks per class,
-for every backbone x precision x memory format, with L_seg only and with AGMMLoss, in one run.
-Each setting is measured ``--repeats`` times, interleaved, and the median is reported, because a
-shared CPU's speed drifts. Prints a markdown table; docs/training.md quotes it. The AGMMLoss
-column is its cost over the L_seg-only step measured side by side (paper Table 11: +16 % FLOPs).
+Times full training steps (forward, loss, backward, SGD step) on random images with 3 clicks per
+class. Two tables:
+
+- ``loss``: DeepLabV3+ (``--width``-channel decoder, as bench/camvid.py) at ``--size``, for every
+  backbone x precision x memory format, with L_seg only and with AGMMLoss. The AGMMLoss column is
+  its cost over the L_seg-only step (paper Table 11: +16 % FLOPs).
+- ``preset``: the CamVid CPU preset as it is (``camvid/points``: its crop, batch, decoder), in the
+  precision of issue 13's "before" (float32, NCHW, stock depthwise convolutions) and in the ways
+  the library can run it now, each against "before".
+
+A shared CPU's speed drifts by 10-30 % within minutes, so every setting is measured once per
+round, side by side, for ``--repeats`` rounds; ratios (cost, speed-up) are the medians of the
+per-round ratios, which cancel most of the drift, and times are medians.
 """
 
 from __future__ import annotations
@@ -29,42 +37,51 @@ from agmm.models.build import build_segmenter
 
 
 def sparse_labels(
-    batch: int, size: int, num_classes: int, generator: torch.Generator
+    batch: int,
+    size: int,
+    num_classes: int,
+    generator: torch.Generator,
+    classes_per_image: int | None = None,
 ) -> torch.Tensor:
-    """(B, H, W) weak labels: 3 labeled pixels per class per image, the rest 255."""
+    """(B, H, W) weak labels: 3 labeled pixels per class of each image, the rest 255.
+
+    Every image has every class, or ``classes_per_image`` random ones (ADE20K images have ~9).
+    """
+    per_image = min(classes_per_image or num_classes, num_classes)
+    classes = torch.rand(batch, num_classes, generator=generator).argsort(dim=1)[:, :per_image]
     labels = torch.full((batch, size, size), 255, dtype=torch.int64)
-    ys = torch.randint(0, size, (batch, num_classes, 3), generator=generator)
-    xs = torch.randint(0, size, (batch, num_classes, 3), generator=generator)
+    ys = torch.randint(0, size, (batch, per_image, 3), generator=generator)
+    xs = torch.randint(0, size, (batch, per_image, 3), generator=generator)
     b_idx = torch.arange(batch)[:, None, None].expand_as(ys)
-    k_idx = torch.arange(num_classes)[None, :, None].expand_as(ys)
-    labels[b_idx, ys, xs] = k_idx
+    labels[b_idx, ys, xs] = classes[:, :, None].expand_as(ys)
     return labels
 
 
 class StepTimer:
-    """One model + loss + optimiser, built once per (backbone, loss) and timed per setting."""
+    """One model + loss + optimiser for a config, built once and timed in several settings."""
 
-    def __init__(self, backbone: str, with_gmm: bool, args, device: torch.device) -> None:
-        cfg = load_config(
-            "camvid/points",
-            [
-                f"model.backbone={backbone}",
-                "model.pretrained=false",
-                f"model.model_args={{decoder_channels: {args.width}, aspp_channels: {args.width}}}",
-                f"loss.enabled={str(with_gmm).lower()}",
-            ],
-        )
+    def __init__(
+        self,
+        overrides: list[str],
+        num_classes: int,
+        device: torch.device,
+        *,
+        classes_per_image: int | None = None,
+    ) -> None:
+        cfg = load_config("camvid/points", ["model.pretrained=false", *overrides])
         torch.manual_seed(0)
-        self.model = build_segmenter(cfg, args.classes).to(device).train()
-        self.loss_fn = build_loss(cfg, self.model, args.classes).to(device)
+        self.model = build_segmenter(cfg, num_classes).to(device).train()
+        self.loss_fn = build_loss(cfg, self.model, num_classes).to(device)
         self.optimizer = build_optimizer(self.model, self.loss_fn, cfg.train)
+        batch, size = cfg.train.batch_size, cfg.data.crop_size
         generator = torch.Generator().manual_seed(0)
-        self.images = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
-        self.images = self.images.to(device)
-        self.labels = sparse_labels(args.batch, args.size, args.classes, generator).to(device)
-        self.args, self.device = args, device
+        self.images = torch.randn(batch, 3, size, size, generator=generator).to(device)
+        self.labels = sparse_labels(batch, size, num_classes, generator, classes_per_image)
+        self.labels = self.labels.to(device)
+        self.device = device
+        self.shape = (batch, size)
 
-    def seconds_per_step(self, dtype: torch.dtype | None, channels_last: bool) -> float:
+    def seconds_per_step(self, dtype: torch.dtype | None, channels_last: bool, steps: int) -> float:
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=memory_format)
         images = self.images.contiguous(memory_format=memory_format)
@@ -79,28 +96,126 @@ class StepTimer:
             loss.backward()
             self.optimizer.step()
 
-        for _ in range(self.args.warmup):
-            step()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        step()  # warm-up: a format or precision switch re-packs weights on the first step
+        self._sync()
         started = time.perf_counter()
-        for _ in range(self.args.steps):
+        for _ in range(steps):
             step()
+        self._sync()
+        return (time.perf_counter() - started) / steps
+
+    def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return (time.perf_counter() - started) / self.args.steps
+
+
+def measure_rounds(settings: dict, repeats: int, steps: int) -> dict[str, list[float]]:
+    """``settings``: name -> (timer, dtype, channels_last); every name once per round."""
+    seconds = {name: [] for name in settings}
+    for _ in range(repeats):
+        for name, (timer, dtype, channels_last) in settings.items():
+            seconds[name].append(timer.seconds_per_step(dtype, channels_last, steps))
+    return seconds
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of numerator / denominator (both measured in the same round)."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
+
+
+def loss_table(args, device, precisions) -> None:
+    formats = {"NCHW": False, "channels_last": True}
+    width = f"model.model_args={{decoder_channels: {args.width}, aspp_channels: {args.width}}}"
+    shape = [f"data.crop_size={args.size}", f"train.batch_size={args.batch}"]
+    timers = {
+        (backbone, gmm): StepTimer(
+            [f"model.backbone={backbone}", width, *shape, f"loss.enabled={str(gmm).lower()}"],
+            args.classes,
+            device,
+            classes_per_image=args.classes_per_image,
+        )
+        for backbone in args.backbones
+        for gmm in (False, True)
+    }
+    rows = list(itertools.product(args.backbones, precisions, formats))
+    settings = {
+        (*row, gmm): (timers[(row[0], gmm)], precisions[row[1]], formats[row[2]])
+        for row in rows
+        for gmm in (False, True)  # side by side, so drift hits both alike
+    }
+    seconds = measure_rounds(settings, args.repeats, args.steps)
+    print(
+        f"Loss table: DeepLabV3+ ({args.width}-ch decoder, OS 16), {args.size}x{args.size}, batch "
+        f"{args.batch}, K = {args.classes} ({args.classes_per_image or 'all'} per image); "
+        f"{_where(device)}; {args.repeats} rounds x "
+        f"{args.steps} steps\n"
+    )
+    print(
+        "| backbone | precision | memory format | L_seg only ms/step | AGMM++ ms/step "
+        "| AGMMLoss cost | speed-up vs fp32 NCHW (AGMM++) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for backbone, precision, fmt in rows:
+        plain = seconds[(backbone, precision, fmt, False)]
+        gmm = seconds[(backbone, precision, fmt, True)]
+        reference = seconds[(backbone, "fp32", "NCHW", True)]
+        print(
+            f"| {backbone} | {precision} | {fmt} | {1000 * statistics.median(plain):.0f} | "
+            f"{1000 * statistics.median(gmm):.0f} | {100 * (median_ratio(gmm, plain) - 1):+.1f} % "
+            f"| {median_ratio(reference, gmm):.2f}x |"
+        )
+    print()
+
+
+def preset_table(args, device, precisions) -> None:
+    before = StepTimer(["model.fast_depthwise=false"], args.classes, device)
+    now = StepTimer([], args.classes, device)
+    settings = {"before: fp32, NCHW, stock depthwise": (before, None, False)}
+    if "bf16" in precisions:
+        settings["bf16, NCHW, stock depthwise"] = (before, torch.bfloat16, False)
+        settings["bf16, channels_last, stock depthwise"] = (before, torch.bfloat16, True)
+    settings["fp32, NCHW, fast depthwise"] = (now, None, False)
+    if "bf16" in precisions:
+        settings["bf16, NCHW, fast depthwise"] = (now, torch.bfloat16, False)
+        settings["bf16, channels_last, fast depthwise (default)"] = (now, torch.bfloat16, True)
+    seconds = measure_rounds(settings, args.repeats, args.steps)
+    reference = seconds["before: fp32, NCHW, stock depthwise"]
+    batch, size = now.shape
+    print(
+        f"Preset table: camvid/points as shipped (tf_efficientnet_lite0, 256-ch decoder, "
+        f"{size}x{size} crops, batch {batch}), K = {args.classes}, AGMM++; {_where(device)}; "
+        f"{args.repeats} rounds x {args.steps} steps\n"
+    )
+    print("| setting | ms/step | speed-up vs before |")
+    print("|---|---|---|")
+    for name, values in seconds.items():
+        print(
+            f"| {name} | {1000 * statistics.median(values):.0f} | "
+            f"{median_ratio(reference, values):.2f}x |"
+        )
+    print()
+
+
+def _where(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--tables", nargs="+", choices=("loss", "preset"), default=["loss", "preset"]
+    )
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "tf_efficientnet_lite0"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--classes", type=int, default=11)
+    parser.add_argument("--classes-per-image", type=int, default=None, help="default: all K")
     parser.add_argument("--width", type=int, default=128, help="ASPP and decoder channels")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per setting")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = torch.device(
@@ -108,40 +223,10 @@ def main() -> None:
     )
     bf16_ok = device.type == "cuda" or cpu_has_native_bf16()
     precisions = {"fp32": None, **({"bf16": torch.bfloat16} if bf16_ok else {})}
-    formats = {"NCHW": False, "channels_last": True}
-    timers = {
-        (backbone, gmm): StepTimer(backbone, gmm, args, device)
-        for backbone in args.backbones
-        for gmm in (False, True)
-    }
-    settings = list(itertools.product(args.backbones, precisions, formats))
-    seconds = {(*s, gmm): [] for s in settings for gmm in (False, True)}
-    for _ in range(args.repeats):
-        for backbone, precision, fmt in settings:
-            for gmm in (False, True):  # side by side, so drift hits both alike
-                timer = timers[(backbone, gmm)]
-                value = timer.seconds_per_step(precisions[precision], formats[fmt])
-                seconds[(backbone, precision, fmt, gmm)].append(value)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(
-        f"DeepLabV3+ ({args.width}-ch decoder, OS 16), {args.size}x{args.size}, batch "
-        f"{args.batch}, K = {args.classes}, {device.type} ({where or platform.machine()}, "
-        f"{torch.get_num_threads()} threads), median of {args.repeats} x {args.steps} steps "
-        f"after {args.warmup} warm-up step(s)\n"
-    )
-    print(
-        "| backbone | precision | memory format | L_seg only ms/step | AGMM++ ms/step "
-        "| AGMMLoss cost | speed-up vs fp32 NCHW (AGMM++) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for backbone, precision, fmt in settings:
-        plain = statistics.median(seconds[(backbone, precision, fmt, False)])
-        gmm = statistics.median(seconds[(backbone, precision, fmt, True)])
-        reference = statistics.median(seconds[(backbone, "fp32", "NCHW", True)])
-        print(
-            f"| {backbone} | {precision} | {fmt} | {1000 * plain:.0f} | {1000 * gmm:.0f} | "
-            f"{100 * (gmm / plain - 1):+.1f} % | {reference / gmm:.2f}x |"
-        )
+    if "loss" in args.tables:
+        loss_table(args, device, precisions)
+    if "preset" in args.tables:
+        preset_table(args, device, precisions)
 
 
 if __name__ == "__main__":

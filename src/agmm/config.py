@@ -85,6 +85,11 @@ class ModelConfig:
     """Classification head for online CAMs; None = on exactly when supervision is tags."""
     model_args: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of the model builder."""
+    fast_depthwise: bool = True
+    """Depthwise convolutions (EfficientNet) on the CPU fast path of ``agmm.models.depthwise``:
+    float32 and channels_last whatever the autocast dtype, dilation as space-to-batch; the same
+    maths, 1.2-1.3x faster CPU steps with bf16 + channels_last (bench/train_speed.py). False
+    keeps the stock modules (for comparisons)."""
 
 
 # What ``loss.variant=paper`` resets: the GMM knobs whose library defaults differ from the
@@ -130,6 +135,9 @@ class LossConfig:
     self_resolution: Literal["feature", "label"] = "feature"
     """Grid of L_self: feature (P pooled to G's grid; AGMMLoss's default, 16x cheaper at stride 4,
     see docs/BENCHMARKS.md) or label (G upsampled to every pixel, Eq. 11 literally)."""
+    self_pooling: Literal["probs", "logits"] = "probs"
+    """With self_resolution=feature: P on the grid is the cell's mean softmax (probs) or the
+    softmax of its mean logit (logits: no full-resolution softmax; docs/training.md "Speed")."""
     self_classes: Literal["present", "all"] = "present"
     """Classes of L_self: present (K_img, DESIGN.md) or all (absent classes pushed to P = 0)."""
     posterior: bool = False

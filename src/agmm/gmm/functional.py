@@ -53,18 +53,21 @@ def pool_labels(
     *,
     ignore_index: int = 255,
     dtype: torch.dtype | None = None,
+    pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Area-pool weak labels (B, H, W) onto the feature grid: returns weights (B, K, h*w).
 
     ``weights[b, k, n]`` is the fraction of feature cell ``n`` covered by pixels labeled ``k``.
     Every labeled pixel adds to the cell that contains it, so a single clicked pixel still gives its
     cell a non-zero weight and therefore moves its class centre (no pixel is lost to striding).
-    Works for any H/h ratio, integer or not.
+    Works for any H/h ratio, integer or not. ``pixels``: the labeled pixels' ``(b, y, x)``
+    indices, if the caller has them already.
     """
     batch, height, width = weak_labels.shape
     cells_h, cells_w = feature_size
-    labeled = weak_labels != ignore_index
-    b_idx, y_idx, x_idx = labeled.nonzero(as_tuple=True)
+    if pixels is None:
+        pixels = (weak_labels != ignore_index).nonzero(as_tuple=True)
+    b_idx, y_idx, x_idx = pixels
     class_idx = weak_labels[b_idx, y_idx, x_idx].long()
     # Pixel (y, x) lies in cell (floor(y * h / H), floor(x * w / W)): the same tiling that
     # area interpolation and strided convolutions use.

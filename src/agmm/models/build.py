@@ -28,6 +28,7 @@ def build_segmenter(
         output_stride=cfg.model.output_stride,
         cls_head=cfg.use_cls_head,
         arch=cfg.model.arch,
+        fast_depthwise=cfg.model.fast_depthwise,
         **cfg.model.model_args,
     )
 

@@ -9,6 +9,7 @@ from torch import nn
 from agmm.errors import ConfigError
 from agmm.models.adapters import build_smp, build_torchvision, build_transformers
 from agmm.models.deeplabv3plus import build_deeplabv3plus
+from agmm.models.depthwise import speed_up_depthwise
 from agmm.models.vit import build_vit
 
 MODELS = {
@@ -31,6 +32,7 @@ def build_model(
     output_stride: int | None = 16,
     cls_head: bool = False,
     arch: str | None = None,
+    fast_depthwise: bool = True,
     **kwargs,
 ) -> nn.Module:
     """Build a segmenter by name.
@@ -46,6 +48,9 @@ def build_model(
         cls_head: add the classification branch (``cls_logits``, ``cams``) for image tags.
         arch: the architecture within a family (smp ``unet``, torchvision ``lraspp``, ...);
             ``None`` = the family's default; must be ``None`` for ``deeplabv3plus`` and ``vit``.
+        fast_depthwise: give the depthwise convolutions the CPU fast path of
+            :mod:`agmm.models.depthwise` (the same maths in float32 and channels_last; 1.2-1.3x
+            faster EfficientNet training steps in bf16 + channels_last).
         **kwargs: model-specific keyword arguments (e.g. ``decoder_channels``, ``neck_channels``).
 
     Returns:
@@ -61,7 +66,7 @@ def build_model(
         kwargs["arch"] = arch
     elif arch is not None:
         raise ConfigError(f"model.arch: only for {', '.join(FAMILIES)}; {name} has none (set null)")
-    return MODELS[name](
+    model = MODELS[name](
         num_classes=num_classes,
         backbone=backbone,
         pretrained=pretrained,
@@ -69,3 +74,6 @@ def build_model(
         cls_head=cls_head,
         **kwargs,
     )
+    if fast_depthwise:
+        speed_up_depthwise(model)
+    return model
