@@ -81,7 +81,7 @@ def test_agmm_loss_uses_both_class_reductions():
         reference.seg_loss_class(logits, labels), rel=1e-9
     )
     present = reference.pool_labels(labels, K, (4, 3)).sum(2) > 0
-    pooled = F.avg_pool2d(torch.softmax(logits, dim=1), 4)
+    pooled = torch.softmax(F.avg_pool2d(logits, 4), dim=1)  # self_pooling="logits"
     expected = reference.self_loss_class(pooled, out["gmm_new"], present, None)
     assert out["terms"]["self"].item() == pytest.approx(expected, rel=1e-9)
     # and the pixel reductions (the defaults) give different numbers on the same batch

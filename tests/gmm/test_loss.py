@@ -36,12 +36,17 @@ def make_loss(**kwargs):
 @pytest.mark.parametrize("con", ["eq14", "eq13"])
 @pytest.mark.parametrize("resolution", ["feature", "label"])
 @pytest.mark.parametrize("responsibilities", ["hard", "soft"])
-def test_terms_match_the_loop_reference(distance, con, resolution, responsibilities):
+@pytest.mark.parametrize("pooling", ["logits", "probs"])
+def test_terms_match_the_loop_reference(distance, con, resolution, responsibilities, pooling):
     features, logits, labels = make_batch()
     valid = torch.ones(labels.shape, dtype=torch.bool)
     valid[1, :, -5:] = False
     criterion = make_loss(
-        distance=distance, con=con, self_resolution=resolution, responsibilities=responsibilities
+        distance=distance,
+        con=con,
+        self_resolution=resolution,
+        self_pooling=pooling,
+        responsibilities=responsibilities,
     )
     out = criterion(features, logits, labels, valid_mask=valid)
 
@@ -74,7 +79,11 @@ def test_terms_match_the_loop_reference(distance, con, resolution, responsibilit
     else:  # P averaged over each 4x4 cell's valid pixels, cells weighted by their valid share
         valid_f = valid[:, None].double()
         pooled_valid = F.avg_pool2d(valid_f, 4)
-        pooled_probs = F.avg_pool2d(probs * valid_f, 4) / pooled_valid.clamp_min(1e-6)
+        if pooling == "probs":
+            pooled_probs = F.avg_pool2d(probs * valid_f, 4) / pooled_valid.clamp_min(1e-6)
+        else:  # the softmax of the cell's mean logit over its valid pixels
+            pooled_logits = F.avg_pool2d(logits * valid_f, 4) / pooled_valid.clamp_min(1e-6)
+            pooled_probs = torch.softmax(pooled_logits, dim=1)
         g_grid = g_new.view(2, K, 4, 3)
         expected_self = reference.self_loss(pooled_probs, g_grid, present, pooled_valid[:, 0])
     assert out["terms"]["self"].item() == pytest.approx(expected_self, rel=1e-6)
@@ -321,7 +330,11 @@ def test_product_target_is_g_times_detached_p_normalised():
     features, logits, labels = make_batch(seed=3)
     logits.requires_grad_(True)
     criterion = AGMMLoss(
-        in_channels=6, num_classes=K, self_target="gmm_x_p", self_resolution="feature"
+        in_channels=6,
+        num_classes=K,
+        self_target="gmm_x_p",
+        self_resolution="feature",
+        self_pooling="probs",
     ).double()
     out = criterion(features, logits, labels)
     gmm = criterion.fit_gmm(features, labels)

@@ -70,10 +70,11 @@ class AGMMLoss(nn.Module):
         self_resolution: grid of L_self: ``"feature"`` (P area-pooled to the GMM's grid, the
             default: 16x cheaper at stride 4, see docs/BENCHMARKS.md) or ``"label"`` (G upsampled
             bilinearly to every pixel, Eq. 11 literally).
-        self_pooling: with ``self_resolution="feature"``, how P reaches the grid: ``"probs"``
-            (the mean of each cell's pixels' softmax) or ``"logits"`` (the softmax of the cell's
-            mean logit: one pass over the full-resolution logits instead of a softmax of all K
-            maps and its backward; 10x cheaper at K = 150, see docs/training.md "Speed").
+        self_pooling: with ``self_resolution="feature"``, how P reaches the grid: ``"logits"``
+            (the softmax of the cell's mean logit, the default: one pass over the full-resolution
+            logits instead of a softmax of all K maps and its backward; 10x cheaper at K = 150,
+            the same CamVid accuracy, docs/training.md "Speed") or ``"probs"`` (the mean of the
+            cell's pixels' softmax).
         self_classes: classes of L_self: ``"present"`` (K_img only) or ``"all"`` (every class;
             G = 0 for absent classes, so P of a class the image does not contain is pushed to 0,
             as the CVPR'23 code's extra "cls_loss" does).
@@ -123,7 +124,7 @@ class AGMMLoss(nn.Module):
         con: Literal["eq14", "eq13"] = "eq14",
         pseudo_labels: Literal["gmm", "assign"] = "gmm",
         self_resolution: Literal["feature", "label"] = "feature",
-        self_pooling: Literal["probs", "logits"] = "probs",
+        self_pooling: Literal["probs", "logits"] = "logits",
         self_classes: Literal["present", "all"] = "present",
         posterior: bool = False,
         sigma_prior: float = 0.0,
@@ -211,17 +212,21 @@ class AGMMLoss(nn.Module):
         *,
         image_classes: torch.Tensor | None = None,
         pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        num_classes: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """Fit the per-image mixtures and run OEM; no loss. Useful for pictures and pseudo labels.
 
         ``image_classes`` (B, K): the classes each image contains (used with
         ``class_prior_momentum``). ``pixels``: the labeled pixels' ``(b, y, x)`` indices, if the
-        caller has them already. Returns ``gmm_old``/``gmm_new`` (B, K, h, w), ``present``
+        caller has them already; ``num_classes``: K of ``weak_labels`` when it is not the module's
+        (``forward`` fits only the batch's classes). Returns ``gmm_old``/``gmm_new`` (B, K, h, w),
+        ``present``
         (B, K: the classes with a component), ``labeled`` (B, K: the classes labeled here),
         ``embeddings`` (B, C', h, w), the fitted ``old``/``new`` :class:`GMMParams` and the label
         weights (B, K, N).
         """
         batch, _, height, width = features.shape
+        num_classes = num_classes or self.num_classes
         with torch.autocast(device_type=features.device.type, enabled=False):
             # The GMM runs in the module's precision (float32, or float64 in tests), even under AMP.
             feats = self._squeeze(features.to(self.squeeze.weight.dtype))  # (B, C', N)
@@ -230,7 +235,7 @@ class AGMMLoss(nn.Module):
             embeddings = feats.view(batch, -1, height, width)
             label_weights = gmm_fn.pool_labels(
                 weak_labels,
-                self.num_classes,
+                num_classes,
                 (height, width),
                 ignore_index=self.ignore_index,
                 dtype=feats.dtype,
@@ -265,7 +270,7 @@ class AGMMLoss(nn.Module):
             )
             if self.class_prior_momentum > 0 and self.training:
                 self._update_class_prior(old, label_weights)
-        grid = (batch, self.num_classes, height, width)
+        grid = (batch, num_classes, height, width)
         return {
             "gmm_old": old.probs.view(grid),
             "gmm_new": new.probs.view(grid),
@@ -352,6 +357,13 @@ class AGMMLoss(nn.Module):
         self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes)
         # The labeled pixels, found once for L_seg, the E-step and L_weak.
         pixels = (weak_labels != self.ignore_index).nonzero(as_tuple=True)
+        gmm_on = self.use_gmm if use_gmm is None else use_gmm
+        pooled_logits = rows = None
+        if gmm_on and self._pools_logits(logits, features, pixels):
+            # L_self's pooled logits and L_seg's labeled rows in one op: one full-size backward
+            kernel = (logits.shape[2] // features.shape[2], logits.shape[3] // features.shape[3])
+            pooled, pooled_weights, rows = pool_and_gather(logits, kernel, pixels, valid_mask)
+            pooled_logits = (pooled, pooled_weights)
         terms = {}
         terms["seg"] = partial_cross_entropy(
             logits,
@@ -359,13 +371,32 @@ class AGMMLoss(nn.Module):
             ignore_index=self.ignore_index,
             reduction=self.seg_reduction,
             pixels=pixels,
+            rows=rows,
         )
         gmm = None
-        if self.use_gmm if use_gmm is None else use_gmm:
+        if gmm_on:
+            classes = self._batch_classes(weak_labels, pixels, image_classes)
+            gmm_labels = weak_labels
+            if classes is not None:  # class ids of the batch's classes: 0 .. K' - 1
+                remap = torch.zeros(
+                    self.num_classes, dtype=weak_labels.dtype, device=classes.device
+                )
+                remap[classes] = torch.arange(len(classes), dtype=remap.dtype, device=remap.device)
+                gmm_labels = weak_labels.clone()
+                gmm_labels[pixels] = remap[weak_labels[pixels].long()]
             gmm = self.fit_gmm(
-                features, weak_labels, valid_mask, image_classes=image_classes, pixels=pixels
+                features,
+                gmm_labels,
+                valid_mask,
+                image_classes=image_classes,
+                pixels=pixels,
+                num_classes=None if classes is None else len(classes),
             )
-            terms.update(self._gmm_terms(gmm, logits, weak_labels, valid_mask, pixels))
+            terms.update(
+                self._gmm_terms(gmm, logits, gmm_labels, valid_mask, pixels, classes, pooled_logits)
+            )
+            if classes is not None:
+                gmm = _expand_classes(gmm, classes, self.num_classes)
         if cls_logits is not None and tags is not None:
             terms["cls"] = classification_loss(cls_logits, tags)
         loss = sum(self.lambdas[name] * value for name, value in terms.items())
@@ -392,20 +423,26 @@ class AGMMLoss(nn.Module):
         weak_labels: torch.Tensor,
         valid_mask: torch.Tensor | None,
         pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        channels: torch.Tensor | None = None,
+        pooled_logits: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> dict[str, torch.Tensor]:
+        """The GMM's terms; ``channels``: the logits' channels of G's K' classes (None = all K);
+        ``pooled_logits``: the logits pooled to G's grid and the cells' valid share, if at hand."""
         present = gmm["present"]
         new: gmm_fn.GMMParams = gmm["new"]
         g_new = gmm["gmm_new"]  # (B, K, h, w) on the feature grid
         terms = {}
         if self.use_self and self.pseudo_labels == "gmm":
             target = g_new.detach() if self.stop_gradient else g_new
-            probs, weights = self._probs_on_grid(logits, valid_mask, target)
+            probs, weights = self._probs_on_grid(
+                logits, valid_mask, target, channels=channels, pooled_logits=pooled_logits
+            )
             if self.self_target in ("gmm_x_p", "gmm_x_p_within"):
                 pooled = probs
                 if pooled.shape[-2:] != target.shape[-2:]:
-                    pooled = self._probs_on_grid(logits, valid_mask, target, resolution="feature")[
-                        0
-                    ]
+                    pooled = self._probs_on_grid(
+                        logits, valid_mask, target, resolution="feature", channels=channels
+                    )[0]
                 sq_dist, sigma = new.sq_dist, new.sigma
                 if self.stop_gradient:
                     sq_dist, sigma = sq_dist.detach(), sigma.detach()
@@ -443,6 +480,9 @@ class AGMMLoss(nn.Module):
             ).view(-1, 1, *g_new.shape[-2:])
             assigned = F.interpolate(assigned.float(), size=logits.shape[-2:], mode="nearest")
             assigned = assigned.long()[:, 0]
+            if channels is not None:  # K' ids -> the logits' class ids
+                ids = torch.cat([channels, channels.new_tensor([self.ignore_index])])
+                assigned = ids[torch.where(assigned == self.ignore_index, len(channels), assigned)]
             if valid_mask is not None:
                 assigned = assigned.masked_fill(~valid_mask, self.ignore_index)
             terms["self"] = partial_cross_entropy(
@@ -469,25 +509,68 @@ class AGMMLoss(nn.Module):
         target: torch.Tensor,
         *,
         resolution: Literal["feature", "label"] | None = None,
+        channels: torch.Tensor | None = None,
+        pooled_logits: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """P and the valid-pixel weights on the grid where L_self is computed.
+        """P (of the logits' ``channels``, default all) and the valid-pixel weights on the grid
+        where L_self is computed.
 
         ``self_resolution="feature"``: P is area-averaged over each feature cell (padding excluded),
         16x fewer (pixel, class) pairs at stride 4 than at label resolution, for the same signal
         when the segmenter's logits are themselves upsampled from stride 4 (DeepLabV3+); with
         ``self_pooling="logits"`` P is the softmax of the cell's mean logit instead.
         """
+
+        def softmax(x: torch.Tensor) -> torch.Tensor:  # over all K, then the channels wanted
+            probs = torch.softmax(x.to(target.dtype), dim=1)
+            return probs if channels is None else probs.index_select(1, channels)
+
         weights = None if valid_mask is None else valid_mask.to(target.dtype)
         if (resolution or self.self_resolution) == "label":
-            return torch.softmax(logits.to(target.dtype), dim=1), weights
+            return softmax(logits), weights
         size = tuple(target.shape[-2:])
         if self.self_pooling == "logits":
             # softmax of the cell's mean logit: the full-resolution maps are pooled once, in the
             # logits' own precision, and the softmax runs on the grid (K = 150: 10x cheaper).
-            pooled, pooled_weights = _masked_area_pool(logits, weights, size)
-            return torch.softmax(pooled.to(target.dtype), dim=1), pooled_weights
-        probs = torch.softmax(logits.to(target.dtype), dim=1)
-        return _masked_area_pool(probs, weights, size)
+            pooled, pooled_weights = pooled_logits or _masked_area_pool(logits, weights, size)
+            return softmax(pooled), pooled_weights
+        return _masked_area_pool(softmax(logits), weights, size)
+
+    def _pools_logits(self, logits: torch.Tensor, features: torch.Tensor, pixels) -> bool:
+        """Whether L_self pools the logits on an integer grid and L_seg gathers sparse labels."""
+        return (
+            self.use_self
+            and self.pseudo_labels == "gmm"
+            and self.self_resolution == "feature"
+            and self.self_pooling == "logits"
+            and logits.shape[2] % features.shape[2] == 0
+            and logits.shape[3] % features.shape[3] == 0
+            and 4 * pixels[0].numel() <= logits.shape[0] * logits.shape[2] * logits.shape[3]
+        )
+
+    def _batch_classes(
+        self,
+        weak_labels: torch.Tensor,
+        pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        image_classes: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """The class ids labeled anywhere in the batch, when that is not all K (else None).
+
+        Every (B, K, N) tensor of the GMM is then computed for these K' classes only: a class
+        without a labeled pixel in any image has no component, and every term of the GMM is
+        restricted to the images' components, so the loss is the same (ADE20K: ~10 of K = 150
+        classes per image). Not with ``self_classes="all"`` (which needs P of every class) or
+        the class prior (which gives unlabeled classes a component).
+        """
+        if self.self_classes == "all" or (
+            self.class_prior_momentum > 0 and image_classes is not None
+        ):
+            return None
+        seen = torch.zeros(self.num_classes, dtype=torch.bool, device=weak_labels.device)
+        seen[weak_labels[pixels].long()] = True
+        if bool(seen.all()) or not bool(seen.any()):  # nothing to drop, or no label at all
+            return None
+        return seen.nonzero()[:, 0]
 
     def _validate(
         self, features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes=None
@@ -541,6 +624,83 @@ class AGMMLoss(nn.Module):
                     f"valid_mask: expected a bool tensor of shape {tuple(weak_labels.shape)}, "
                     f"got {valid_mask.dtype} {tuple(valid_mask.shape)}"
                 )
+
+
+def pool_and_gather(
+    logits: torch.Tensor,
+    kernel: tuple[int, int],
+    pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    valid_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Logits area-pooled over ``kernel`` cells (valid pixels only) and the logits at ``pixels``.
+
+    Returns ``(pooled (B, K, h, w), cell valid share (B, h, w) or None, rows (L, K))``: the values
+    of ``_masked_area_pool`` and ``logits[b, :, y, x]``, but with one backward that writes the
+    full-resolution gradient once (instead of a pooling backward, a zero-filled gather backward
+    and their sum: at K = 150 those are ~100 ms of a CPU step).
+    """
+    weights = None if valid_mask is None else valid_mask[:, None].to(logits.dtype)
+    pooled_weights = None if weights is None else F.avg_pool2d(weights, kernel)
+    pooled, rows = _PoolAndGather.apply(logits, weights, pooled_weights, kernel, *pixels)
+    if pooled_weights is not None:
+        pooled_weights = pooled_weights[:, 0].to(torch.promote_types(logits.dtype, torch.float32))
+    return pooled, pooled_weights, rows
+
+
+class _PoolAndGather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, weights, pooled_weights, kernel, b_idx, y_idx, x_idx):
+        if weights is None:
+            pooled = F.avg_pool2d(logits, kernel)
+        else:
+            pooled = F.avg_pool2d(logits * weights, kernel) / pooled_weights.clamp_min(1e-6)
+        ctx.save_for_backward(weights, pooled_weights, b_idx, y_idx, x_idx)
+        ctx.kernel, ctx.pooled_shape = kernel, pooled.shape
+        ctx.memory_format = (
+            torch.channels_last
+            if logits.is_contiguous(memory_format=torch.channels_last)
+            and not logits.is_contiguous()
+            else torch.contiguous_format
+        )
+        return pooled, logits[b_idx, :, y_idx, x_idx]
+
+    @staticmethod
+    def backward(ctx, grad_pooled, grad_rows):
+        weights, pooled_weights, b_idx, y_idx, x_idx = ctx.saved_tensors
+        kernel_h, kernel_w = ctx.kernel
+        if grad_pooled is None:
+            grad_pooled = torch.zeros(
+                ctx.pooled_shape, dtype=grad_rows.dtype, device=grad_rows.device
+            )
+        # d pooled / d logit = w / (k * pooled_w) for the logit's own cell
+        if weights is None:
+            cell_grad = grad_pooled / (kernel_h * kernel_w)
+        else:
+            cell_grad = grad_pooled / (pooled_weights.clamp_min(1e-6) * (kernel_h * kernel_w))
+        # in the logits' memory format (the small grid is converted, not the full-size gradient)
+        cell_grad = cell_grad.contiguous(memory_format=ctx.memory_format)
+        grad = F.interpolate(cell_grad, scale_factor=ctx.kernel, mode="nearest")
+        if weights is not None:
+            grad = grad * weights
+        if grad_rows is not None:
+            grad.permute(0, 2, 3, 1).index_put_(
+                (b_idx, y_idx, x_idx), grad_rows.to(grad.dtype), accumulate=True
+            )
+        return grad, None, None, None, None, None, None
+
+
+def _expand_classes(gmm: dict, classes: torch.Tensor, num_classes: int) -> dict:
+    """``fit_gmm``'s per-class maps for the K' ``classes`` as maps of all K classes (0 elsewhere)."""
+
+    def expand(values: torch.Tensor) -> torch.Tensor:  # (B, K', ...) -> (B, K, ...)
+        full = values.new_zeros(values.shape[0], num_classes, *values.shape[2:])
+        return full.index_copy(1, classes, values)
+
+    out = dict(gmm)
+    for key in ("gmm_old", "gmm_new", "present", "labeled", "self_target"):
+        if key in gmm:
+            out[key] = expand(gmm[key])
+    return out
 
 
 def _masked_area_pool(

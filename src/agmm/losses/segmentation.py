@@ -18,6 +18,7 @@ def partial_cross_entropy(
     ignore_index: int = 255,
     reduction: Reduction = "pixel",
     pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over labeled pixels; 0 (still attached to the graph) when there are none.
 
@@ -26,7 +27,8 @@ def partial_cross_entropy(
     classes labeled in the batch of each class's mean, so a class with few labeled pixels (a pole
     in a dense mask) weighs as much as one with many (the road). Clicks are already balanced.
     ``pixels``: the labeled pixels' ``(b, y, x)`` indices (``(weak_labels != ignore_index)
-    .nonzero(as_tuple=True)``), if the caller has them already.
+    .nonzero(as_tuple=True)``), if the caller has them already; ``rows``: their logits (L, K)
+    (``logits[b, :, y, x]``), if the caller has gathered them (sparse labels only).
 
     Sparse labels (under a quarter of the pixels) take the softmax of the labeled pixels' logits
     only, not of every pixel: the same value and gradient, without two full-resolution passes.
@@ -37,8 +39,9 @@ def partial_cross_entropy(
     if pixels is None:
         pixels = (labels != ignore_index).nonzero(as_tuple=True)
     b_idx, y_idx, x_idx = pixels
-    if 4 * b_idx.numel() <= labels.numel():
-        rows = logits[b_idx, :, y_idx, x_idx]  # (L, K)
+    if rows is not None or 4 * b_idx.numel() <= labels.numel():
+        if rows is None:
+            rows = logits[b_idx, :, y_idx, x_idx]  # (L, K)
         rows = rows.to(torch.promote_types(rows.dtype, torch.float32))  # bf16 -> float32
         per_pixel = F.cross_entropy(rows, labels[b_idx, y_idx, x_idx], reduction="none")
         if reduction == "pixel":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.layers.conv2d_same import conv2d_same
 from torch import nn
 
 
@@ -31,13 +32,17 @@ class DepthwiseConv2d(nn.Conv2d):
     same_padding: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or _exporting():  # exactly the module it replaced
+            if self.same_padding:
+                return conv2d_same(
+                    x, self.weight, self.bias, self.stride, (0, 0), self.dilation, self.groups
+                )
+            return super().forward(x)
         if self.same_padding:
             x = _pad_same(x, self.kernel_size, self.stride, self.dilation)
         padding = (0, 0) if self.same_padding else self.padding
-        if x.device.type != "cpu" or isinstance(padding, str):
-            return F.conv2d(
-                x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups
-            )
+        if isinstance(padding, str):
+            return super().forward(x)
         with torch.autocast("cpu", enabled=False):
             x = x.to(self.weight.dtype).contiguous(memory_format=torch.channels_last)
             if self.dilation != (1, 1) and self.stride == (1, 1):
@@ -45,6 +50,16 @@ class DepthwiseConv2d(nn.Conv2d):
             return F.conv2d(
                 x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups
             )
+
+
+def _exporting() -> bool:
+    """ONNX / torch.export / TorchScript tracing: they get the stock convolution."""
+    return (
+        torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_exporting()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+    )
 
 
 def is_depthwise(module: nn.Module) -> bool:
