@@ -220,8 +220,7 @@ class AGMMLoss(nn.Module):
         ``class_prior_momentum``). ``pixels``: the labeled pixels' ``(b, y, x)`` indices, if the
         caller has them already; ``num_classes``: K of ``weak_labels`` when it is not the module's
         (``forward`` fits only the batch's classes). Returns ``gmm_old``/``gmm_new`` (B, K, h, w),
-        ``present``
-        (B, K: the classes with a component), ``labeled`` (B, K: the classes labeled here),
+        ``present`` (B, K: the classes with a component), ``labeled`` (B, K: the classes labeled),
         ``embeddings`` (B, C', h, w), the fitted ``old``/``new`` :class:`GMMParams` and the label
         weights (B, K, N).
         """
@@ -376,14 +375,7 @@ class AGMMLoss(nn.Module):
         gmm = None
         if gmm_on:
             classes = self._batch_classes(weak_labels, pixels, image_classes)
-            gmm_labels = weak_labels
-            if classes is not None:  # class ids of the batch's classes: 0 .. K' - 1
-                remap = torch.zeros(
-                    self.num_classes, dtype=weak_labels.dtype, device=classes.device
-                )
-                remap[classes] = torch.arange(len(classes), dtype=remap.dtype, device=remap.device)
-                gmm_labels = weak_labels.clone()
-                gmm_labels[pixels] = remap[weak_labels[pixels].long()]
+            gmm_labels = weak_labels if classes is None else _relabel(weak_labels, pixels, classes)
             gmm = self.fit_gmm(
                 features,
                 gmm_labels,
@@ -682,11 +674,29 @@ class _PoolAndGather(torch.autograd.Function):
         grad = F.interpolate(cell_grad, scale_factor=ctx.kernel, mode="nearest")
         if weights is not None:
             grad = grad * weights
-        if grad_rows is not None:
-            grad.permute(0, 2, 3, 1).index_put_(
-                (b_idx, y_idx, x_idx), grad_rows.to(grad.dtype), accumulate=True
-            )
+        if grad_rows is not None:  # added in place through a flat view in memory order
+            grad = grad.contiguous(memory_format=ctx.memory_format)  # (a no-op: it already is)
+            _, channels, height, width = grad.shape
+            classes = torch.arange(channels, device=grad.device)
+            if ctx.memory_format == torch.channels_last:
+                flat = grad.permute(0, 2, 3, 1).view(-1)
+                pixel = (b_idx * height + y_idx) * width + x_idx
+                index = pixel[:, None] * channels + classes  # (L, K)
+            else:
+                flat = grad.view(-1)
+                index = ((b_idx[:, None] * channels + classes) * height + y_idx[:, None]) * width
+                index = index + x_idx[:, None]
+            flat.index_add_(0, index.flatten(), grad_rows.to(grad.dtype).flatten())
         return grad, None, None, None, None, None, None
+
+
+def _relabel(weak_labels: torch.Tensor, pixels, classes: torch.Tensor) -> torch.Tensor:
+    """Weak labels with the ids ``classes[i]`` replaced by i (the batch's K' classes)."""
+    remap = torch.zeros(int(classes.max()) + 1, dtype=weak_labels.dtype, device=classes.device)
+    remap[classes] = torch.arange(len(classes), dtype=remap.dtype, device=remap.device)
+    relabeled = weak_labels.clone()
+    relabeled[pixels] = remap[weak_labels[pixels].long()]
+    return relabeled
 
 
 def _expand_classes(gmm: dict, classes: torch.Tensor, num_classes: int) -> dict:
