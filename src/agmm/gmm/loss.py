@@ -631,12 +631,13 @@ def pool_and_gather(
     full-resolution gradient once (instead of a pooling backward, a zero-filled gather backward
     and their sum: at K = 150 those are ~100 ms of a CPU step).
     """
-    weights = None if valid_mask is None else valid_mask[:, None].to(logits.dtype)
-    pooled_weights = None if weights is None else F.avg_pool2d(weights, kernel)
+    weights = pooled_weights = None
+    if valid_mask is not None:  # 0 / 1 in the logits' dtype, the cells' shares in float32
+        weights = valid_mask[:, None].to(logits.dtype)
+        share_dtype = torch.promote_types(logits.dtype, torch.float32)
+        pooled_weights = F.avg_pool2d(valid_mask[:, None].to(share_dtype), kernel)
     pooled, rows = _PoolAndGather.apply(logits, weights, pooled_weights, kernel, *pixels)
-    if pooled_weights is not None:
-        pooled_weights = pooled_weights[:, 0].to(torch.promote_types(logits.dtype, torch.float32))
-    return pooled, pooled_weights, rows
+    return pooled, None if pooled_weights is None else pooled_weights[:, 0], rows
 
 
 class _PoolAndGather(torch.autograd.Function):
@@ -645,7 +646,8 @@ class _PoolAndGather(torch.autograd.Function):
         if weights is None:
             pooled = F.avg_pool2d(logits, kernel)
         else:
-            pooled = F.avg_pool2d(logits * weights, kernel) / pooled_weights.clamp_min(1e-6)
+            cells = pooled_weights.clamp_min(1e-6).to(logits.dtype)
+            pooled = F.avg_pool2d(logits * weights, kernel) / cells
         ctx.save_for_backward(weights, pooled_weights, b_idx, y_idx, x_idx)
         ctx.kernel, ctx.pooled_shape = kernel, pooled.shape
         ctx.memory_format = (
@@ -668,7 +670,8 @@ class _PoolAndGather(torch.autograd.Function):
         if weights is None:
             cell_grad = grad_pooled / (kernel_h * kernel_w)
         else:
-            cell_grad = grad_pooled / (pooled_weights.clamp_min(1e-6) * (kernel_h * kernel_w))
+            cells = pooled_weights.clamp_min(1e-6).to(grad_pooled.dtype)
+            cell_grad = grad_pooled / (cells * (kernel_h * kernel_w))
         # in the logits' memory format (the small grid is converted, not the full-size gradient)
         cell_grad = cell_grad.contiguous(memory_format=ctx.memory_format)
         grad = F.interpolate(cell_grad, scale_factor=ctx.kernel, mode="nearest")
