@@ -137,7 +137,7 @@ class LossConfig:
     see docs/BENCHMARKS.md) or label (G upsampled to every pixel, Eq. 11 literally)."""
     self_pooling: Literal["probs", "logits"] = "logits"
     """With self_resolution=feature: P on the grid is the softmax of the cell's mean logit (logits:
-    no full-resolution softmax, 10x cheaper at K = 150, the same CamVid points accuracy over 4
+    no full-resolution softmax, 10x cheaper at K = 150, the same CamVid points accuracy over 5
     seeds; docs/training.md "Speed") or the cell's mean softmax (probs, before 2026-11-30)."""
     self_classes: Literal["present", "all"] = "present"
     """Classes of L_self: present (K_img, DESIGN.md) or all (absent classes pushed to P = 0)."""
