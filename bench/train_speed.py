@@ -85,15 +85,24 @@ class StepTimer:
         self.device = device
         self.shape = (batch, size)
 
-    def seconds_per_step(self, dtype: torch.dtype | None, channels_last: bool, steps: int) -> float:
+    def _setting(self, dtype: torch.dtype | None, channels_last: bool):
+        """The model in the setting's memory format; its images and an autocast context maker."""
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=memory_format)
         images = self.images.contiguous(memory_format=memory_format)
 
-        def step() -> None:
-            with torch.autocast(
+        def autocast() -> torch.autocast:
+            return torch.autocast(
                 self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
+            )
+
+        return images, autocast
+
+    def seconds_per_step(self, dtype: torch.dtype | None, channels_last: bool, steps: int) -> float:
+        images, autocast = self._setting(dtype, channels_last)
+
+        def step() -> None:
+            with autocast():
                 out = self.model(images)
                 loss = self.loss_fn(out["features"], out["logits"], self.labels)["loss"]
             self.optimizer.zero_grad(set_to_none=True)
@@ -111,13 +120,8 @@ class StepTimer:
     def loss_seconds(self, dtype: torch.dtype | None, channels_last: bool, calls: int) -> float:
         """Median forward + backward time of the loss alone, on this model's outputs for the batch
         (detached, in the step's precision and memory format): short enough to beat the drift."""
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model.to(memory_format=memory_format)
-        images = self.images.contiguous(memory_format=memory_format)
-        autocast = torch.autocast(
-            self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-        )
-        with torch.no_grad(), autocast:
+        images, autocast = self._setting(dtype, channels_last)
+        with torch.no_grad(), autocast():
             out = self.model(images)
         times = []
         for _ in range(calls + 2):
@@ -125,7 +129,7 @@ class StepTimer:
             logits = out["logits"].detach().requires_grad_()
             self._sync()
             started = time.perf_counter()
-            with autocast:
+            with autocast():
                 loss = self.loss_fn(features, logits, self.labels)["loss"]
             loss.backward()
             self._sync()

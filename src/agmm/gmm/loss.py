@@ -18,7 +18,7 @@ from agmm.losses import (
     self_supervision_loss,
     weak_loss,
 )
-from agmm.losses.segmentation import REDUCTIONS, Reduction
+from agmm.losses.segmentation import REDUCTIONS, Reduction, labels_are_sparse
 
 CON_KINDS = ("eq14", "eq13")
 PSEUDO_LABEL_KINDS = ("gmm", "assign")
@@ -537,7 +537,7 @@ class AGMMLoss(nn.Module):
             and self.self_pooling == "logits"
             and logits.shape[2] % features.shape[2] == 0
             and logits.shape[3] % features.shape[3] == 0
-            and 4 * pixels[0].numel() <= logits.shape[0] * logits.shape[2] * logits.shape[3]
+            and labels_are_sparse(pixels[0].numel(), logits[:, 0].numel())
         )
 
     def _batch_classes(
@@ -631,23 +631,18 @@ def pool_and_gather(
     full-resolution gradient once (instead of a pooling backward, a zero-filled gather backward
     and their sum: at K = 150 those are ~100 ms of a CPU step).
     """
-    weights = pooled_weights = None
-    if valid_mask is not None:  # 0 / 1 in the logits' dtype, the cells' shares in float32
-        weights = valid_mask[:, None].to(logits.dtype)
-        share_dtype = torch.promote_types(logits.dtype, torch.float32)
-        pooled_weights = F.avg_pool2d(valid_mask[:, None].to(share_dtype), kernel)
-    pooled, rows = _PoolAndGather.apply(logits, weights, pooled_weights, kernel, *pixels)
-    return pooled, None if pooled_weights is None else pooled_weights[:, 0], rows
+    # 0 / 1 weights, and the cells' valid shares, in float32 whatever the logits' dtype
+    weights = None
+    if valid_mask is not None:
+        weights = valid_mask.to(torch.promote_types(logits.dtype, torch.float32))
+    return _PoolAndGather.apply(logits, weights, kernel, *pixels)
 
 
 class _PoolAndGather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, weights, pooled_weights, kernel, b_idx, y_idx, x_idx):
-        if weights is None:
-            pooled = F.avg_pool2d(logits, kernel)
-        else:
-            cells = pooled_weights.clamp_min(1e-6).to(logits.dtype)
-            pooled = F.avg_pool2d(logits * weights, kernel) / cells
+    def forward(ctx, logits, weights, kernel, b_idx, y_idx, x_idx):
+        size = (logits.shape[2] // kernel[0], logits.shape[3] // kernel[1])
+        pooled, pooled_weights = _masked_area_pool(logits, weights, size)
         ctx.save_for_backward(weights, pooled_weights, b_idx, y_idx, x_idx)
         ctx.kernel, ctx.pooled_shape = kernel, pooled.shape
         ctx.memory_format = (
@@ -656,10 +651,12 @@ class _PoolAndGather(torch.autograd.Function):
             and not logits.is_contiguous()
             else torch.contiguous_format
         )
-        return pooled, logits[b_idx, :, y_idx, x_idx]
+        if pooled_weights is not None:
+            ctx.mark_non_differentiable(pooled_weights)
+        return pooled, pooled_weights, logits[b_idx, :, y_idx, x_idx]
 
     @staticmethod
-    def backward(ctx, grad_pooled, grad_rows):
+    def backward(ctx, grad_pooled, _grad_shares, grad_rows):
         weights, pooled_weights, b_idx, y_idx, x_idx = ctx.saved_tensors
         kernel_h, kernel_w = ctx.kernel
         if grad_pooled is None:
@@ -670,15 +667,15 @@ class _PoolAndGather(torch.autograd.Function):
         if weights is None:
             cell_grad = grad_pooled / (kernel_h * kernel_w)
         else:
-            cells = pooled_weights.clamp_min(1e-6).to(grad_pooled.dtype)
+            cells = pooled_weights[:, None].clamp_min(1e-6).to(grad_pooled.dtype)
             cell_grad = grad_pooled / (cells * (kernel_h * kernel_w))
         # in the logits' memory format (the small grid is converted, not the full-size gradient)
         cell_grad = cell_grad.contiguous(memory_format=ctx.memory_format)
         grad = F.interpolate(cell_grad, scale_factor=ctx.kernel, mode="nearest")
         if weights is not None:
-            grad = grad * weights
+            grad = grad * weights[:, None].to(grad.dtype)
         if grad_rows is not None:  # added in place through a flat view in memory order
-            grad = grad.contiguous(memory_format=ctx.memory_format)  # (a no-op: it already is)
+            grad = grad.contiguous(memory_format=ctx.memory_format)  # view(-1) needs it
             _, channels, height, width = grad.shape
             classes = torch.arange(channels, device=grad.device)
             if ctx.memory_format == torch.channels_last:
@@ -690,7 +687,7 @@ class _PoolAndGather(torch.autograd.Function):
                 index = ((b_idx[:, None] * channels + classes) * height + y_idx[:, None]) * width
                 index = index + x_idx[:, None]
             flat.index_add_(0, index.flatten(), grad_rows.to(grad.dtype).flatten())
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def _relabel(weak_labels: torch.Tensor, pixels, classes: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ def partial_cross_entropy(
     if pixels is None:
         pixels = (labels != ignore_index).nonzero(as_tuple=True)
     b_idx, y_idx, x_idx = pixels
-    if rows is not None or 4 * b_idx.numel() <= labels.numel():
+    if rows is not None or labels_are_sparse(b_idx.numel(), labels.numel()):
         if rows is None:
             rows = logits[b_idx, :, y_idx, x_idx]  # (L, K)
         rows = rows.to(torch.promote_types(rows.dtype, torch.float32))  # bf16 -> float32
@@ -57,6 +57,11 @@ def partial_cross_entropy(
         per_pixel[b_idx, y_idx, x_idx], labels[b_idx, y_idx, x_idx], logits.shape[1]
     )
     return per_class + per_pixel.sum() * 0.0
+
+
+def labels_are_sparse(num_labeled: int, num_pixels: int) -> bool:
+    """Whether L_seg takes the softmax of the labeled pixels only: under a quarter are labeled."""
+    return 4 * num_labeled <= num_pixels
 
 
 def class_balanced_mean(

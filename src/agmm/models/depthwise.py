@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.layers.conv2d_same import conv2d_same
+from timm.layers.padding import pad_same
 from torch import nn
 
 
@@ -39,7 +40,7 @@ class DepthwiseConv2d(nn.Conv2d):
                 )
             return super().forward(x)
         if self.same_padding:
-            x = _pad_same(x, self.kernel_size, self.stride, self.dilation)
+            x = pad_same(x, self.kernel_size, self.stride, self.dilation)
         padding = (0, 0) if self.same_padding else self.padding
         if isinstance(padding, str):
             return super().forward(x)
@@ -89,18 +90,6 @@ def speed_up_depthwise(model: nn.Module) -> int:
         module.same_padding = kind == "Conv2dSame"
         swapped += 1
     return swapped
-
-
-def _pad_same(x: torch.Tensor, kernel, stride, dilation) -> torch.Tensor:
-    """Zero-pad (B, C, H, W) as TensorFlow's "SAME" does: output size ceil(H / stride)."""
-    pads = []
-    for size, k, s, d in zip(x.shape[-2:], kernel, stride, dilation, strict=True):
-        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        pads.append((total // 2, total - total // 2))
-    (top, bottom), (left, right) = pads
-    if top or bottom or left or right:
-        x = F.pad(x, (left, right, top, bottom))
-    return x
 
 
 def _space_to_batch_conv(
