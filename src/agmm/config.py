@@ -214,7 +214,8 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     """Mixed precision of the training step: auto = bf16 where the device computes it natively
     (CUDA with bf16; CPUs with AVX-512 BF16 or AMX), else float32; fp16 is CUDA only. The GMM
-    always runs in float32. Validation and eval stay float32."""
+    always runs in float32 (its squeeze projection, a layer of the network, in the autocast
+    dtype). Validation and eval stay float32."""
     channels_last: bool = False
     """Model and images in NHWC memory format (faster convolutions with bf16 on CPU, see
     bench/train_speed.py)."""

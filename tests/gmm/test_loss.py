@@ -254,7 +254,25 @@ def test_runs_in_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = criterion(features.float().bfloat16(), logits.float(), labels)
     assert out["gmm_new"].dtype == torch.float32
+    assert out["embeddings"].dtype == torch.float32
     assert torch.isfinite(out["loss"])
+
+
+def test_the_squeeze_runs_in_the_autocast_precision_and_the_gmm_in_float32():
+    features, logits, labels = make_batch()
+    criterion = AGMMLoss(in_channels=6, num_classes=K)
+    features = features.float().bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        embeddings = criterion(features, logits.float(), labels)["embeddings"]
+    # the bf16 product of the squeeze, then float32: exactly the bf16 1x1 convolution's output
+    weight = criterion.squeeze.weight.bfloat16()
+    expected = F.conv2d(features, weight, criterion.squeeze.bias.bfloat16()).float()
+    torch.testing.assert_close(embeddings, expected, rtol=1e-2, atol=1e-2)
+    float32_maths = criterion.squeeze(features.float()).detach()
+    assert (embeddings - float32_maths).abs().max() > 1e-4  # bf16 rounding, not float32's 1e-7
+    # bf16 features without autocast: the module's precision throughout
+    out = criterion(features, logits.float(), labels)
+    torch.testing.assert_close(out["embeddings"], criterion.squeeze(features.float()))
 
 
 @pytest.mark.parametrize(

@@ -14,16 +14,18 @@ def contrastive_loss(
     class-k labeled pixels in each position (positives: a labeled pixel and its own centre; negatives:
     the same pixel and every other present centre of its image); ``present``: (B, K) bool.
     """
-    present_f = present.to(sq_dist.dtype).unsqueeze(2)  # (B, K, 1)
-    similarity = torch.exp(-sq_dist) * present_f  # (B, K, N); 0 for absent centres
-    positive_sum = (label_weights * (1.0 - similarity)).sum()
-    positive_count = label_weights.sum()
-    # Negatives of a class-k pixel: every present centre j != k, i.e. the column sum minus itself.
-    others = similarity.sum(dim=1, keepdim=True) - similarity  # (B, K, N)
-    negative_sum = (label_weights * others).sum()
-    other_centres = (present.sum(dim=1) - 1).clamp_min(0).to(sq_dist.dtype)  # (B,)
-    negative_count = (label_weights.sum(dim=(1, 2)) * other_centres).sum()
-    return positive_sum / positive_count.clamp_min(1e-8) + negative_sum / negative_count.clamp_min(
+    # Only the positions that hold a labeled pixel count: gather their columns, (L, K).
+    batch_idx, cell_idx = (label_weights.sum(dim=1) > 0).nonzero(as_tuple=True)
+    weights = label_weights[batch_idx, :, cell_idx]
+    present_rows = present[batch_idx].to(sq_dist.dtype)
+    similarity = torch.exp(-sq_dist[batch_idx, :, cell_idx]) * present_rows  # 0 for absent centres
+    positive_sum = (weights * (1.0 - similarity)).sum()
+    # Negatives of a class-k pixel: every present centre j != k, i.e. the row sum minus itself.
+    others = similarity.sum(dim=1, keepdim=True) - similarity  # (L, K)
+    negative_sum = (weights * others).sum()
+    other_centres = (present_rows.sum(dim=1) - 1).clamp_min(0)  # (L,)
+    negative_count = (weights.sum(dim=1) * other_centres).sum()
+    return positive_sum / weights.sum().clamp_min(1e-8) + negative_sum / negative_count.clamp_min(
         1e-8
     )
 
