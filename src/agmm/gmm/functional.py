@@ -406,10 +406,8 @@ def sample_at_pixels(
 
     y0, y1, wy = corners(y_idx, cells_h, height)
     x0, x1, wx = corners(x_idx, cells_w, width)
-    # The four corners of every pixel in one gather (one scatter in the backward, not four).
-    cells = torch.stack(
-        [y0 * cells_w + x0, y0 * cells_w + x1, y1 * cells_w + x0, y1 * cells_w + x1]
-    )
-    weights = torch.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx])  # (4, L)
-    values = grid.flatten(2).transpose(1, 2)[batch_idx, cells]  # (4, L, K)
-    return (values * weights.unsqueeze(2)).sum(dim=0)
+    values = grid.permute(0, 2, 3, 1)  # (B, h, w, K)
+    wy, wx = wy.unsqueeze(1), wx.unsqueeze(1)
+    top = values[batch_idx, y0, x0] * (1 - wx) + values[batch_idx, y0, x1] * wx
+    bottom = values[batch_idx, y1, x0] * (1 - wx) + values[batch_idx, y1, x1] * wx
+    return top * (1 - wy) + bottom * wy
