@@ -1,0 +1,53 @@
+"""bench/train_speed.py runs end to end on a tiny setting and prints its tables (the timings
+themselves are the benchmark's, not the test's)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_speed.py"
+
+
+@pytest.mark.slow
+def test_loss_table_has_a_row_per_setting_with_the_gmms_isolated_share():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--tables",
+            "loss",
+            "--backbones",
+            "resnet18",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--width",
+            "16",
+            "--steps",
+            "1",
+            "--repeats",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| resnet18 |")]
+    settings = {tuple(cell.strip() for cell in row.split("|")[2:4]) for row in rows}
+    assert ("fp32", "NCHW") in settings and ("fp32", "channels_last") in settings
+    assert len(rows) == len(settings)  # one row per precision x memory format
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        plain, gmm = float(cells[3]), float(cells[4])
+        assert plain > 0 and gmm > 0
+        assert re.fullmatch(r"[+-]\d+\.\d %", cells[5]) and re.fullmatch(r"[+-]\d+\.\d %", cells[7])
+        assert re.fullmatch(r"\d+\.\d\dx", cells[8])
