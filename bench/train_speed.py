@@ -141,13 +141,23 @@ class StepTimer:
             torch.cuda.synchronize()
 
 
-def measure_rounds(settings: dict, repeats: int, steps: int) -> dict[str, list[float]]:
-    """``settings``: name -> (timer, dtype, channels_last); every name once per round."""
+def measure_rounds(
+    settings: dict, repeats: int, steps: int, loss_calls: int = 0
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``settings``: name -> (timer, dtype, channels_last); every name once per round.
+
+    Returns the seconds per step and, with ``loss_calls``, each setting's loss alone timed right
+    after its step (``StepTimer.loss_seconds``), so that both come from the same minute of the
+    host's drift; lists of one value per round.
+    """
     seconds = {name: [] for name in settings}
+    loss = {name: [] for name in settings}
     for _ in range(repeats):
         for name, (timer, dtype, channels_last) in settings.items():
             seconds[name].append(timer.seconds_per_step(dtype, channels_last, steps))
-    return seconds
+            if loss_calls:
+                loss[name].append(timer.loss_seconds(dtype, channels_last, loss_calls))
+    return seconds, loss
 
 
 def median_ratio(numerator: list[float], denominator: list[float]) -> float:
@@ -181,15 +191,8 @@ def loss_table(args, device, precisions) -> None:
         for row in rows
         for gmm in (False, True)  # side by side, so drift hits both alike
     }
-    # Each round times every setting's step and then its loss alone (L_seg only and AGMM++
-    # alternating), so that the GMM's isolated time and the step it is compared with come from
-    # the same minute of the host's drift.
-    seconds = {key: [] for key in settings}
-    isolated = {key: [] for key in settings}
-    for _ in range(args.repeats):
-        for key, (timer, dtype, fmt) in settings.items():
-            seconds[key].append(timer.seconds_per_step(dtype, fmt, args.steps))
-            isolated[key].append(timer.loss_seconds(dtype, fmt, 5))
+    # the loss alone, L_seg only and AGMM++ alternating, in the rounds of the steps
+    seconds, isolated = measure_rounds(settings, args.repeats, args.steps, loss_calls=5)
     loss_cfg = timers[(args.backbones[0], True)].cfg.loss
     print(
         f"Loss table: DeepLabV3+ ({args.width}-ch decoder, OS 16), {args.size}x{args.size}, batch "
@@ -241,7 +244,7 @@ def preset_table(args, device, precisions) -> None:
     if "bf16" in precisions:
         settings["bf16, NCHW, fast depthwise"] = (now, torch.bfloat16, False)
         settings["bf16, channels_last, fast depthwise (default)"] = (now, torch.bfloat16, True)
-    seconds = measure_rounds(settings, args.repeats, args.steps)
+    seconds, _ = measure_rounds(settings, args.repeats, args.steps)
     reference = seconds["before: fp32, NCHW, stock depthwise, P pooled"]
     batch, size = now.shape
     print(
