@@ -55,6 +55,31 @@ def test_squared_distance_matches_loop(kind):
 
 
 @pytest.mark.parametrize("kind", DISTANCES)
+def test_channels_innermost_features_give_the_same_distances_and_gradients(kind):
+    # The squeeze hands over (B, C, N) views of (B, N, C) memory; sqeuclid then takes another
+    # route (position-major baddbmm), which must agree with the loop and keep gradients exact.
+    feats, _ = random_problem()
+    rows = feats.transpose(1, 2).contiguous().transpose(1, 2)  # same values, channels innermost
+    assert rows.stride(1) == 1
+    mu = torch.randn(2, 4, 5, dtype=torch.float64)
+    actual = gmm_fn.squared_distance(rows, mu, kind)
+    if kind == "sqeuclid":  # copied back to (B, K, N): what follows runs on contiguous maps
+        assert actual.is_contiguous()
+    torch.testing.assert_close(
+        actual, gmm_fn.squared_distance(feats, mu, kind), rtol=1e-12, atol=1e-12
+    )
+    for b, k, n in [(0, 0, 0), (1, 3, 19), (0, 2, 7)]:
+        assert actual[b, k, n].item() == pytest.approx(
+            reference.distance_sq(feats[b, :, n], mu[b, k], kind), rel=1e-9, abs=1e-12
+        )
+    small = torch.randn(2, 4, 3, dtype=torch.float64).transpose(1, 2).requires_grad_()
+    centres = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda f, m: gmm_fn.squared_distance(f, m, kind), (small, centres), eps=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("kind", DISTANCES)
 def test_e_step_matches_reference(kind):
     feats, labels = random_problem(seed=1)
     weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)

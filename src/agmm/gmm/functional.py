@@ -99,11 +99,19 @@ def squared_distance(feats: torch.Tensor, mu: torch.Tensor, kind: Distance = "l1
     """
     channels = feats.shape[1]
     if kind == "sqeuclid":
-        # Expand (f - mu)^2 = f^2 - 2 f.mu + mu^2 so that no (B, K, C, N) tensor is ever built.
+        # Expand (f - mu)^2 = f^2 - 2 f.mu + mu^2 so that no (B, K, C, N) tensor is ever built;
+        # the sum and the product are one baddbmm.
         feat_sq = feats.pow(2).sum(dim=1, keepdim=True)  # (B, 1, N)
         mu_sq = mu.pow(2).sum(dim=2, keepdim=True)  # (B, K, 1)
-        cross = torch.bmm(mu, feats)  # (B, K, N)
-        return (feat_sq - 2.0 * cross + mu_sq).clamp_min(0.0) / channels
+        scale = {"beta": 1.0 / channels, "alpha": -2.0 / channels}
+        if feats.stride(1) == 1 and feats.stride(2) != 1:
+            # Channels innermost (the squeeze's output): computed position-major, (B, N, K), so
+            # that the product's gradient lands in the features' own layout; summing gradients
+            # of two layouts costs more than the copy back to (B, K, N) (docs/training.md "Speed").
+            base = feat_sq.transpose(1, 2) + mu_sq.transpose(1, 2)  # (B, N, K)
+            rows = torch.baddbmm(base, feats.transpose(1, 2), mu.transpose(1, 2), **scale)
+            return rows.clamp_min(0.0).transpose(1, 2).contiguous()
+        return torch.baddbmm(feat_sq + mu_sq, mu, feats, **scale).clamp_min(0.0)
     if kind == "l1":
         # cdist sums |f - mu| over channels without materialising the (B, N, K, C) differences.
         dist = torch.cdist(feats.transpose(1, 2), mu, p=1.0)  # (B, N, K)
@@ -208,6 +216,8 @@ def _present_softmax(logits: torch.Tensor, present: torch.Tensor) -> torch.Tenso
     """Softmax over the present classes of (B, K, N) logits; all zeros in images without any."""
     logits = logits.masked_fill(~present.unsqueeze(2), float("-inf"))
     has_any = present.any(dim=1)[:, None, None]
+    if bool(has_any.all()):  # the usual case: every image has a component
+        return torch.softmax(logits, dim=1)
     logits = torch.where(has_any, logits, torch.zeros_like(logits))
     return torch.softmax(logits, dim=1) * has_any.to(logits.dtype)
 
@@ -392,9 +402,11 @@ def sample_at_pixels(
     """Bilinear value of a (B, K, h, w) map at pixels of an (H, W) image: returns (L, K).
 
     Equal to ``F.interpolate(grid, image_size, mode="bilinear", align_corners=False)[b, :, y, x]``
-    but only for the L requested pixels, so sparse labels cost O(L K) instead of O(B K H W).
+    but only for the L requested pixels, so sparse labels cost O(L K) instead of O(B K H W). The
+    four corners of every pixel are one ``index_select`` of the (B h w, K) rows, whose backward is
+    one ``index_add`` (four advanced-index gathers cost 1.6x more, forward + backward).
     """
-    _, _, cells_h, cells_w = grid.shape
+    _, channels, cells_h, cells_w = grid.shape
     height, width = image_size
 
     def corners(dst: torch.Tensor, size_in: int, size_out: int):
@@ -406,8 +418,8 @@ def sample_at_pixels(
 
     y0, y1, wy = corners(y_idx, cells_h, height)
     x0, x1, wx = corners(x_idx, cells_w, width)
-    values = grid.permute(0, 2, 3, 1)  # (B, h, w, K)
-    wy, wx = wy.unsqueeze(1), wx.unsqueeze(1)
-    top = values[batch_idx, y0, x0] * (1 - wx) + values[batch_idx, y0, x1] * wx
-    bottom = values[batch_idx, y1, x0] * (1 - wx) + values[batch_idx, y1, x1] * wx
-    return top * (1 - wy) + bottom * wy
+    top, bottom = (batch_idx * cells_h + y0) * cells_w, (batch_idx * cells_h + y1) * cells_w
+    index = torch.cat([top + x0, top + x1, bottom + x0, bottom + x1])  # (4 L,) rows of the map
+    weights = torch.cat([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx])
+    values = grid.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, index)  # (4 L, K)
+    return (values * weights.unsqueeze(1)).view(4, -1, channels).sum(dim=0)
