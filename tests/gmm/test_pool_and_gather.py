@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agmm.gmm.loss import pool_and_gather
+from agmm.gmm.loss import _pool_rows, _rows_are_faster, _upsample_rows, pool_and_gather
 
 
 def _reference(logits, kernel, pixels, valid):
@@ -74,3 +74,21 @@ def test_gradcheck_and_unused_outputs():
     expected[1, :, 3, 2] = 2.0  # the same pixel twice
     expected[0, :, 0, 5] = 1.0
     torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kernel", [(4, 4), (2, 3), (1, 2)])
+def test_row_forms_of_pooling_and_upsampling_match_the_stock_kernels(dtype, kernel):
+    # NCHW CPU tensors pool as row sums + a matrix product and upsample as a 0/1 matrix product
+    # + repeated rows (faster than avg_pool2d / nearest interpolate there); the same values.
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 7, 8, 12, generator=gen).to(dtype)
+    assert _rows_are_faster(x)
+    assert not _rows_are_faster(x.contiguous(memory_format=torch.channels_last))
+    pooled = _pool_rows(x, kernel)
+    expected = F.avg_pool2d(x, kernel)
+    tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(pooled, expected, **tolerance)
+    cells = torch.randn(2, 7, 3, 4, generator=gen).to(dtype)
+    upsampled = _upsample_rows(cells, kernel)
+    assert torch.equal(upsampled, F.interpolate(cells, scale_factor=kernel, mode="nearest"))

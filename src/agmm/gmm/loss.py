@@ -276,9 +276,10 @@ class AGMMLoss(nn.Module):
             if self.class_prior_momentum > 0 and self.training:
                 self._update_class_prior(old, label_weights)
         grid = (batch, num_classes, height, width)
+        gmm_old = old.probs.view(grid)
         return {
-            "gmm_old": old.probs.view(grid),
-            "gmm_new": new.probs.view(grid),
+            "gmm_old": gmm_old,
+            "gmm_new": gmm_old if new is old else new.probs.view(grid),
             "present": new.present,
             "labeled": labeled,
             "embeddings": embeddings,
@@ -677,7 +678,10 @@ class _PoolAndGather(torch.autograd.Function):
             cell_grad = grad_pooled / (cells * (kernel_h * kernel_w))
         # in the logits' memory format (the small grid is converted, not the full-size gradient)
         cell_grad = cell_grad.contiguous(memory_format=ctx.memory_format)
-        grad = F.interpolate(cell_grad, scale_factor=ctx.kernel, mode="nearest")
+        if _rows_are_faster(cell_grad):
+            grad = _upsample_rows(cell_grad, ctx.kernel)
+        else:
+            grad = F.interpolate(cell_grad, scale_factor=ctx.kernel, mode="nearest")
         if weights is not None:
             grad = grad * weights[:, None].to(grad.dtype)
         if grad_rows is not None:  # added in place through a flat view in memory order
@@ -705,12 +709,20 @@ def _relabel(weak_labels: torch.Tensor, pixels, classes: torch.Tensor) -> torch.
     return relabeled
 
 
+@torch.no_grad()
 def _expand_classes(gmm: dict, classes: torch.Tensor, num_classes: int) -> dict:
-    """``fit_gmm``'s per-class maps for the K' ``classes`` as maps of all K classes (0 elsewhere)."""
+    """``fit_gmm``'s per-class maps for the K' ``classes`` as maps of all K classes (0 elsewhere).
+
+    For ``forward``'s outputs, which are detached: no graph. A map held under two keys (G_old is
+    G_new without OEM) is expanded once (at K = 150 each expansion writes a (B, 150, h, w) map).
+    """
+    expanded = {}
 
     def expand(values: torch.Tensor) -> torch.Tensor:  # (B, K', ...) -> (B, K, ...)
-        full = values.new_zeros(values.shape[0], num_classes, *values.shape[2:])
-        return full.index_copy(1, classes, values)
+        if id(values) not in expanded:
+            full = values.new_zeros(values.shape[0], num_classes, *values.shape[2:])
+            expanded[id(values)] = full.index_copy_(1, classes, values)
+        return expanded[id(values)]
 
     out = dict(gmm)
     for key in ("gmm_old", "gmm_new", "present", "labeled", "self_target"):
@@ -736,13 +748,61 @@ def _masked_area_pool(
 def _area_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Mean of (B, C, H, W) over each cell of an h x w grid (adaptive average pooling).
 
-    When h, w divide H, W it is a plain average pool, whose backward is ~2x faster on CPUs.
+    When h, w divide H, W it is a plain average pool, whose backward is ~2x faster on CPUs; an
+    NCHW tensor on a CPU takes :func:`_pool_rows` instead.
     """
     height, width = x.shape[-2:]
     if height % size[0] == 0 and width % size[1] == 0:
         kernel = (height // size[0], width // size[1])
+        if _rows_are_faster(x):
+            return _pool_rows(x, kernel)
         return F.avg_pool2d(x, kernel)
     return F.adaptive_avg_pool2d(x, size)
+
+
+def _rows_are_faster(x: torch.Tensor) -> bool:
+    """Whether the row-sum / matrix-product forms of cell pooling and its upsampling beat
+    ``avg_pool2d`` / nearest ``interpolate``: NCHW (not channels_last) tensors on a CPU, where
+    those kernels are 1.2-2.5x slower (docs/training.md "Speed"). channels_last ones and GPUs keep
+    the stock kernels."""
+    return x.device.type == "cpu" and x.is_contiguous() and x.shape[1] > 1
+
+
+def _cell_matrix(cells: int, kernel: int, like: torch.Tensor, value: float) -> torch.Tensor:
+    """(cells * kernel, cells): ``value`` where a column index falls into a cell, 0 elsewhere."""
+    matrix = like.new_zeros(cells * kernel, cells)
+    columns = torch.arange(cells * kernel, device=like.device)
+    matrix[columns, torch.div(columns, kernel, rounding_mode="floor")] = value
+    return matrix
+
+
+def _pool_rows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """``avg_pool2d(x, kernel)`` of a contiguous (B, C, H, W) tensor as a matrix product over the
+    columns and a sum of each cell's ``kernel[0]`` rows (equal up to rounding).
+
+    In float32 the rows are summed first (the product then runs on a quarter of the data); in
+    bf16 / fp16 the product comes first, where AMX makes it cheaper than the strided sum.
+    """
+    batch, channels, height, width = x.shape
+    cells_h, cells_w = height // kernel[0], width // kernel[1]
+    matrix = _cell_matrix(cells_w, kernel[1], x, 1.0 / (kernel[0] * kernel[1]))
+    if x.element_size() < 4:
+        columns = x.view(-1, width) @ matrix  # (B C H, w)
+        pooled = columns.view(-1, kernel[0], cells_w).sum(dim=1)
+    else:
+        pooled = x.view(-1, kernel[0], width).sum(dim=1) @ matrix  # (B C h, W) -> (B C h, w)
+    return pooled.view(batch, channels, cells_h, cells_w)
+
+
+def _upsample_rows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """Nearest upsampling of a contiguous (B, C, h, w) tensor by ``kernel`` (exact): a 0 / 1
+    matrix product spreads each cell over its columns, then each row is repeated."""
+    batch, channels, cells_h, cells_w = x.shape
+    spread = _cell_matrix(cells_w, kernel[1], x, 1.0).t()  # (w, W)
+    rows = x.reshape(batch * channels * cells_h, cells_w) @ spread  # (B C h, W)
+    width = cells_w * kernel[1]
+    rows = rows.view(-1, 1, width).expand(-1, kernel[0], width)
+    return rows.reshape(batch, channels, cells_h * kernel[0], width)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
