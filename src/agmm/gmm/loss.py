@@ -781,7 +781,8 @@ def _pool_rows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     columns and a sum of each cell's ``kernel[0]`` rows (equal up to rounding).
 
     In float32 the rows are summed first (the product then runs on a quarter of the data); in
-    bf16 / fp16 the product comes first, where AMX makes it cheaper than the strided sum.
+    bf16 / fp16 the product comes first, where AMX makes it cheaper than the strided sum. A
+    non-finite value spreads along its row of cells (0 x inf), where the loss is non-finite anyway.
     """
     batch, channels, height, width = x.shape
     cells_h, cells_w = height // kernel[0], width // kernel[1]
