@@ -57,7 +57,9 @@ def measure(
         def step():
             out = model(images)
             if use_gmm:
-                loss = criterion(out["features"], out["logits"], labels)["loss"]
+                loss = criterion(
+                    out["features"], out["logits"], labels, coarse_logits=out["coarse_logits"]
+                )["loss"]
             else:
                 loss = torch.nn.functional.cross_entropy(out["logits"], labels, ignore_index=255)
             optimizer.zero_grad(set_to_none=True)

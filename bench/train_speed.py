@@ -104,7 +104,12 @@ class StepTimer:
         def step() -> None:
             with autocast():
                 out = self.model(images)
-                loss = self.loss_fn(out["features"], out["logits"], self.labels)["loss"]
+                loss = self.loss_fn(
+                    out["features"],
+                    out["logits"],
+                    self.labels,
+                    coarse_logits=out.get("coarse_logits"),  # as the trainer passes them
+                )["loss"]
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -127,10 +132,13 @@ class StepTimer:
         for _ in range(calls + 2):
             features = out["features"].detach().requires_grad_()
             logits = out["logits"].detach().requires_grad_()
+            coarse = out.get("coarse_logits")
+            if coarse is not None:
+                coarse = coarse.detach().requires_grad_()
             self._sync()
             started = time.perf_counter()
             with autocast():
-                loss = self.loss_fn(features, logits, self.labels)["loss"]
+                loss = self.loss_fn(features, logits, self.labels, coarse_logits=coarse)["loss"]
             loss.backward()
             self._sync()
             times.append(time.perf_counter() - started)

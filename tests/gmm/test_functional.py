@@ -317,3 +317,51 @@ def test_product_target_matches_reference_and_stays_finite(kind):
     present_mass = (probs[0] * present[0, :, None]).sum(0)
     torch.testing.assert_close(within[0], target[0] * present_mass)
     torch.testing.assert_close(within[0].sum(0), present_mass)
+
+
+@pytest.mark.parametrize("posterior", [False, True])
+@pytest.mark.parametrize("image_size", [(16, 20), (13, 11)])
+def test_gmm_at_pixels_equals_sampling_the_map_of_g(posterior, image_size):
+    """L_weak's G at the labeled pixels, evaluated at their four cells only: the values and the
+    gradients of bilinear samples of the whole map, absent classes 0."""
+    feats, labels = random_problem(seed=9, size=image_size)
+    labels[1][labels[1] == 2] = 255  # class 2 absent from image 1
+    feats.requires_grad_()
+    weights = gmm_fn.pool_labels(labels, 4, (4, 5), dtype=torch.float64)
+    present = weights.sum(2) > 0
+    b, y, x = (labels != 255).nonzero(as_tuple=True)
+    coeffs = torch.randn(len(b), 4, dtype=torch.float64)
+
+    def both(f):
+        fitted = gmm_fn.fit_components(
+            f, weights, present, distance="sqeuclid", posterior=posterior
+        )
+        grid = fitted.probs.view(2, 4, 4, 5)
+        return (
+            gmm_fn.gmm_at_pixels(fitted, b, y, x, (4, 5), image_size, posterior=posterior),
+            gmm_fn.sample_at_pixels(grid, b, y, x, image_size),
+        )
+
+    direct, sampled = both(feats)
+    torch.testing.assert_close(direct, sampled, rtol=1e-12, atol=1e-12)
+    assert (direct[b == 1][:, 2] == 0).all()
+    grads = [
+        torch.autograd.grad((v * coeffs).sum(), feats, retain_graph=True)[0] for v in both(feats)
+    ]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+def test_log_gaussians_are_minus_inf_for_absent_classes_with_finite_gradients():
+    sq_dist = torch.rand(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    sigma = torch.rand(2, 3, dtype=torch.float64).add(0.1).requires_grad_()
+    present = torch.tensor([[True, False, True], [False, False, True]])
+    log_g = gmm_fn.log_gaussians(sq_dist, sigma, present)
+    expected = -sq_dist / (2 * sigma[:, :, None] ** 2)
+    torch.testing.assert_close(log_g[present], expected[present])
+    assert torch.isneginf(log_g[~present]).all()
+    gmm_fn.gmm_probabilities(sq_dist, sigma, present).sum().backward()
+    assert torch.isfinite(sq_dist.grad).all() and torch.isfinite(sigma.grad).all()
+    assert (sq_dist.grad[~present] == 0).all() and (sigma.grad[~present] == 0).all()
+    assert torch.autograd.gradcheck(
+        lambda d, s: gmm_fn.gmm_probabilities(d, s, present), (sq_dist, sigma)
+    )

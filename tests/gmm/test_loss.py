@@ -412,3 +412,46 @@ def test_class_prior_is_an_ema_of_labeled_class_centres():
     # without the option the module's state (and so every older checkpoint) has no such keys
     assert not any(k.startswith("prior_") for k in AGMMLoss(6, K).state_dict())
     AGMMLoss(6, K, embed_dim=64).load_state_dict(criterion.state_dict())  # unused keys: dropped
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("self_target", ["gmm", "gmm_x_p"])
+def test_coarse_logits_give_the_same_loss_and_gradients(monkeypatch, padded, self_target):
+    """L_self's cell means from the logits before the model's bilinear upsampling: the same loss
+    and gradients as pooling the full-resolution logits (which padding still needs)."""
+    import agmm.gmm.loss as loss_module
+
+    calls = []
+    original = loss_module.coarse_cell_means
+    monkeypatch.setattr(
+        loss_module, "coarse_cell_means", lambda *a: calls.append(1) or original(*a)
+    )
+    features, _, labels = make_batch(seed=3)
+    coarse = torch.randn(
+        2, K, 4, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    valid = None
+    if padded:
+        valid = torch.ones(labels.shape, dtype=torch.bool)
+        valid[1, :, -5:] = False
+
+    def run(with_coarse):
+        leaf = coarse.clone().requires_grad_()
+        logits = F.interpolate(leaf, size=(16, 12), mode="bilinear", align_corners=False)
+        out = make_loss(self_target=self_target)(
+            features, logits, labels, valid_mask=valid, coarse_logits=leaf if with_coarse else None
+        )
+        out["loss"].backward()
+        return out, leaf.grad
+
+    (plain, plain_grad), (fast, fast_grad) = run(False), run(True)
+    assert len(calls) == (0 if padded else 1)
+    for name, value in plain["terms"].items():
+        assert fast["terms"][name].item() == pytest.approx(value.item(), rel=1e-12, abs=1e-15)
+    torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_coarse_logits_of_the_wrong_grid_are_rejected():
+    features, logits, labels = make_batch()
+    with pytest.raises(ValueError, match=re.escape("coarse_logits: expected shape (2, 4, 4, 3)")):
+        make_loss()(features, logits, labels, coarse_logits=torch.zeros(2, K, 8, 6))

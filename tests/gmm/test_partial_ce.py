@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from agmm.losses import partial_cross_entropy
+from agmm.losses.segmentation import gather_pixels
 
 
 def _dense_reference(logits, labels, reduction):
@@ -48,3 +49,27 @@ def test_given_pixels_are_used_and_bf16_logits_give_a_float32_loss():
     first = tuple(index[:1] for index in pixels)
     alone = partial_cross_entropy(logits, labels, pixels=first)
     torch.testing.assert_close(alone, -torch.log_softmax(logits[0, :, 1, 2], 0)[3])
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_gather_pixels_equals_advanced_indexing_with_its_gradient(layout):
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 5, 6, 7, generator=gen, dtype=torch.float64)
+    if layout == "channels_last":
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":  # neither layout: falls back to advanced indexing
+        logits = torch.randn(3, 5, 6, 14, generator=gen, dtype=torch.float64)[..., ::2]
+    labeled = torch.rand(3, 6, 7, generator=gen) < 0.3
+    b, y, x = labeled.nonzero(as_tuple=True)
+    weights = torch.randn(len(b), 5, generator=gen, dtype=torch.float64)
+
+    def rows_and_grad(gather):
+        leaf = logits.detach().clone().requires_grad_()
+        rows = gather(leaf)
+        (grad,) = torch.autograd.grad((rows * weights).sum(), leaf)
+        return rows, grad
+
+    got = rows_and_grad(lambda t: gather_pixels(t, b, y, x))
+    expected = rows_and_grad(lambda t: t[b, :, y, x])
+    for a, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)

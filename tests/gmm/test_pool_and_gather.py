@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agmm.gmm.loss import _pool_rows, _rows_are_faster, _upsample_rows, pool_and_gather
+from agmm.gmm.loss import (
+    _pool_rows,
+    _rows_are_faster,
+    _upsample_rows,
+    coarse_cell_means,
+    pool_and_gather,
+)
 
 
 def _reference(logits, kernel, pixels, valid):
@@ -92,3 +98,19 @@ def test_row_forms_of_pooling_and_upsampling_match_the_stock_kernels(dtype, kern
     cells = torch.randn(2, 7, 3, 4, generator=gen).to(dtype)
     upsampled = _upsample_rows(cells, kernel)
     assert torch.equal(upsampled, F.interpolate(cells, scale_factor=kernel, mode="nearest"))
+
+
+@pytest.mark.parametrize("factor", [(4, 4), (2, 3), (1, 8), (16, 16)])
+def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor):
+    coarse = torch.randn(2, 3, 5, 7, dtype=torch.float64, requires_grad=True)
+    size = (5 * factor[0], 7 * factor[1])
+    expected = F.avg_pool2d(
+        F.interpolate(coarse, size=size, mode="bilinear", align_corners=False), factor
+    )
+    actual = coarse_cell_means(coarse, size)
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(expected)
+    grads = [torch.autograd.grad((v * weights).sum(), coarse)[0] for v in (actual, expected)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    # bf16 coarse logits (a bf16 model): computed in float32
+    assert coarse_cell_means(coarse.detach().bfloat16(), size).dtype == torch.float32

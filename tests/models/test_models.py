@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from agmm.errors import CheckpointError, ConfigError
 from agmm.models import CAMHead, build_model
@@ -46,7 +47,22 @@ def test_forward_backward_gives_the_contract_shapes(head_model):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_cls_head_is_off_by_default(name):
     out = _build(name)(torch.randn(1, 3, 32, 32))
-    assert set(out) == {"logits", "features"}
+    assert set(out) == {"logits", "features", "coarse_logits"}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_logits_are_the_bilinear_upsampling_of_the_coarse_logits(name):
+    """The contract AGMMLoss relies on when it is given ``coarse_logits``; a ViT input that is
+    not a multiple of the patch size gives none (its logits are cropped)."""
+    model = _build(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 48))
+        coarse = out["coarse_logits"]
+        assert coarse.shape[2:] == out["features"].shape[2:]
+        expected = F.interpolate(coarse, size=(64, 48), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(out["logits"], expected)
+        if name == "vit":
+            assert "coarse_logits" not in model(torch.randn(1, 3, 60, 48))
 
 
 def test_cam_mean_equals_cls_logits(head_model):

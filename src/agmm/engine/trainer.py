@@ -76,6 +76,7 @@ class TrainStep(nn.Module):
             cls_logits=outputs.get("cls_logits"),
             valid_mask=valid_mask,
             use_gmm=None if use_gmm else False,
+            coarse_logits=outputs.get("coarse_logits"),
         )
         return outputs, losses
 

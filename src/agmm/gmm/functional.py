@@ -100,23 +100,41 @@ def squared_distance(feats: torch.Tensor, mu: torch.Tensor, kind: Distance = "l1
     channels = feats.shape[1]
     if kind == "sqeuclid":
         # Expand (f - mu)^2 = f^2 - 2 f.mu + mu^2 so that no (B, K, C, N) tensor is ever built;
-        # the sum and the product are one baddbmm.
-        feat_sq = feats.pow(2).sum(dim=1, keepdim=True)  # (B, 1, N)
-        mu_sq = mu.pow(2).sum(dim=2, keepdim=True)  # (B, K, 1)
-        scale = {"beta": 1.0 / channels, "alpha": -2.0 / channels}
+        # the product and the f^2 term are one baddbmm. The 1 / C and -2 / C factors go onto the
+        # small tensors: scaling the product inside baddbmm costs its backward a pass over the
+        # (B, N, C) and (B, N, K) gradients. relu = clamp at 0 (rounding), with a one-pass backward.
+        feat_sq = _SquaredNorm.apply(feats) / channels  # (B, 1, N)
+        mu_sq = mu.pow(2).sum(dim=2, keepdim=True) / channels  # (B, K, 1)
+        mu_scaled = mu * (-2.0 / channels)
         if feats.stride(1) == 1 and feats.stride(2) != 1:
             # Channels innermost (the squeeze's output): computed position-major, (B, N, K), so
             # that the product's gradient lands in the features' own layout; summing gradients
             # of two layouts costs more than the copy back to (B, K, N) (docs/training.md "Speed").
-            base = feat_sq.transpose(1, 2) + mu_sq.transpose(1, 2)  # (B, N, K)
-            rows = torch.baddbmm(base, feats.transpose(1, 2), mu.transpose(1, 2), **scale)
-            return rows.clamp_min(0.0).transpose(1, 2).contiguous()
-        return torch.baddbmm(feat_sq + mu_sq, mu, feats, **scale).clamp_min(0.0)
+            rows = torch.baddbmm(
+                feat_sq.transpose(1, 2), feats.transpose(1, 2), mu_scaled.transpose(1, 2)
+            )
+            return (rows + mu_sq.transpose(1, 2)).relu().transpose(1, 2).contiguous()
+        return (torch.baddbmm(mu_sq, mu_scaled, feats) + feat_sq).relu()
     if kind == "l1":
         # cdist sums |f - mu| over channels without materialising the (B, N, K, C) differences.
         dist = torch.cdist(feats.transpose(1, 2), mu, p=1.0)  # (B, N, K)
         return (dist / channels).pow(2).transpose(1, 2)
     raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
+
+
+class _SquaredNorm(torch.autograd.Function):
+    """sum_c f_c^2 of (B, C, N) features: (B, 1, N). Its backward is one pass, 2 f g; autograd's
+    for ``f.pow(2).sum(1)`` takes three over the (B, C, N) features."""
+
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(feats)
+        return feats.pow(2).sum(dim=1, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (feats,) = ctx.saved_tensors
+        return feats * (2.0 * grad)
 
 
 def fit_components(
@@ -169,8 +187,7 @@ def gmm_probabilities(
 
     The 1/sqrt(2 pi sigma^2) factor is dropped, as in the paper, so that G is in [0, 1].
     """
-    exponent = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
-    return torch.exp(exponent) * present.unsqueeze(2).to(sq_dist.dtype)
+    return torch.exp(log_gaussians(sq_dist, sigma, present))
 
 
 def gmm_posteriors(
@@ -182,7 +199,27 @@ def gmm_posteriors(
     offered as ``AGMMLoss(posterior=True)``. A softmax of -d^2 / (2 sigma^2), so it stays finite
     where every g_k underflows to 0; all zeros in images without components.
     """
-    return _present_softmax(-sq_dist / (2.0 * sigma.pow(2).unsqueeze(2)), present)
+    return _present_softmax(log_gaussians(sq_dist, sigma, present), present)
+
+
+def log_gaussians(
+    sq_dist: torch.Tensor,
+    sigma: torch.Tensor,
+    present: torch.Tensor,
+    offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log g_k = -d^2 / (2 sigma_k^2) (+ ``offset``, no gradient) for present classes, -inf for
+    the others: (B, K, N).
+
+    One ``addcmul`` with per-class factors and a -inf bias for the absent classes: its backward
+    is a product and a sum, where a division by the (B, K, 1) variances and a mask each cost
+    several passes over the (B, K, N) tensors.
+    """
+    coef = -0.5 / sigma.pow(2).unsqueeze(2)  # (B, K, 1)
+    bias = torch.zeros_like(coef).masked_fill_(~present.unsqueeze(2), float("-inf"))
+    if offset is not None:
+        bias = offset.detach() + bias
+    return torch.addcmul(bias, sq_dist, coef)
 
 
 def product_target(
@@ -195,26 +232,27 @@ def product_target(
 ) -> torch.Tensor:
     """G x P, normalised over the present classes: (B, K, N), rows sum to 1 (0 without classes).
 
-    ``probs``: the segmenter's P on the same grid (B, K, N). Not in the paper: the GMM's
-    likelihood g_k = exp(-d^2 / 2 sigma^2) times the segmenter's belief, i.e. the posterior of a
-    mixture whose class prior is P. Computed as a softmax of -d^2 / (2 sigma^2) + log P so that it
-    stays finite where every g_k underflows.
+    ``probs``: the segmenter's P on the same grid (B, K, N), treated as fixed (no gradient). Not
+    in the paper: the GMM's likelihood g_k = exp(-d^2 / 2 sigma^2) times the segmenter's belief,
+    i.e. the posterior of a mixture whose class prior is P. Computed as a softmax of
+    -d^2 / (2 sigma^2) + log P so that it stays finite where every g_k underflows.
 
     ``within=True`` rescales each position's target to P's total mass on the present classes:
     the GMM re-distributes the probability that the position belongs to one of them, and leaves
     the rest with the classes the crop has no label of (instead of claiming every position for a
     labeled class, which teaches P wrong classes where a crop lost some classes' labels).
     """
-    log_g = -sq_dist / (2.0 * sigma.pow(2).unsqueeze(2))
-    target = _present_softmax(log_g + probs.clamp_min(1e-12).log(), present)
+    probs = probs.detach()
+    log_p = probs.clamp_min(1e-12).log()
+    target = _present_softmax(log_gaussians(sq_dist, sigma, present, offset=log_p), present)
     if within:
         target = target * (probs * present.unsqueeze(2).to(probs.dtype)).sum(dim=1, keepdim=True)
     return target
 
 
 def _present_softmax(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Softmax over the present classes of (B, K, N) logits; all zeros in images without any."""
-    logits = logits.masked_fill(~present.unsqueeze(2), float("-inf"))
+    """Softmax over classes of (B, K, N) logits that are -inf for the absent classes; all zeros
+    in images without any present class."""
     has_any = present.any(dim=1)[:, None, None]
     if bool(has_any.all()):  # the usual case: every image has a component
         return torch.softmax(logits, dim=1)
@@ -407,19 +445,71 @@ def sample_at_pixels(
     one ``index_add`` (four advanced-index gathers cost 1.6x more, forward + backward).
     """
     _, channels, cells_h, cells_w = grid.shape
+    cells, weights = bilinear_corners(
+        batch_idx, y_idx, x_idx, (cells_h, cells_w), image_size, grid.dtype
+    )
+    index = batch_idx.repeat(4) * (cells_h * cells_w) + cells  # (4 L,) rows of the map
+    values = grid.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, index)  # (4 L, K)
+    return (values * weights.unsqueeze(1)).view(4, -1, channels).sum(dim=0)
+
+
+def gmm_at_pixels(
+    fitted: GMMParams,
+    batch_idx: torch.Tensor,
+    y_idx: torch.Tensor,
+    x_idx: torch.Tensor,
+    grid_size: tuple[int, int],
+    image_size: tuple[int, int],
+    *,
+    posterior: bool = False,
+) -> torch.Tensor:
+    """``sample_at_pixels(fitted.probs)``, but G evaluated at the sampled cells only: (L, K).
+
+    G at a cell is a function of that cell's distances (:func:`gmm_probabilities`, or
+    :func:`gmm_posteriors` with ``posterior``), so the four corners of the L pixels need d^2 at
+    4 L cells, not the whole map: the gradient of L_weak then never passes through the
+    (B, K, N) map of G. ``grid_size``: (h, w) of the N = h * w positions.
+    """
+    dtype = fitted.sq_dist.dtype
+    cells, weights = bilinear_corners(batch_idx, y_idx, x_idx, grid_size, image_size, dtype)
+    images = batch_idx.repeat(4)
+    # d^2 of the 4 L cells as one index_select of the flat map (its backward is an index_add;
+    # advanced indexing's is an accumulating index_put, ~10x slower on CPU here)
+    _, classes, positions = fitted.sq_dist.shape
+    offsets = torch.arange(classes, device=cells.device) * positions  # (K,)
+    flat = (images * (classes * positions) + cells)[:, None] + offsets  # (4 L, K)
+    sq_dist = fitted.sq_dist.reshape(-1).index_select(0, flat.view(-1)).view(-1, classes, 1)
+    predict = gmm_posteriors if posterior else gmm_probabilities
+    sigma = fitted.sigma.index_select(0, images)  # not sigma[images]: same slow backward
+    probs = predict(sq_dist, sigma, fitted.present.index_select(0, images))[:, :, 0]  # (4 L, K)
+    return (probs * weights.unsqueeze(1)).view(4, -1, probs.shape[1]).sum(dim=0)
+
+
+def bilinear_corners(
+    batch_idx: torch.Tensor,
+    y_idx: torch.Tensor,
+    x_idx: torch.Tensor,
+    grid_size: tuple[int, int],
+    image_size: tuple[int, int],
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four grid cells around each of L pixels and their bilinear weights (align_corners=False,
+    PyTorch's clamping at the borders): ``(cells (4 L,) as y * w + x, weights (4 L,))``, in the
+    order top-left, top-right, bottom-left, bottom-right, each block of L in the pixels' order.
+    The coordinates and weights are computed in ``dtype``."""
+    cells_h, cells_w = grid_size
     height, width = image_size
 
     def corners(dst: torch.Tensor, size_in: int, size_out: int):
         # Source coordinate of align_corners=False, clamped at 0 as PyTorch's bilinear kernel does.
-        src = ((dst.to(grid.dtype) + 0.5) * (size_in / size_out) - 0.5).clamp_min(0.0)
+        src = ((dst.to(dtype) + 0.5) * (size_in / size_out) - 0.5).clamp_min(0.0)
         low = src.floor().long().clamp(max=size_in - 1)
         high = (low + 1).clamp(max=size_in - 1)
-        return low, high, src - low.to(grid.dtype)
+        return low, high, src - low.to(dtype)
 
     y0, y1, wy = corners(y_idx, cells_h, height)
     x0, x1, wx = corners(x_idx, cells_w, width)
-    top, bottom = (batch_idx * cells_h + y0) * cells_w, (batch_idx * cells_h + y1) * cells_w
-    index = torch.cat([top + x0, top + x1, bottom + x0, bottom + x1])  # (4 L,) rows of the map
+    top, bottom = y0 * cells_w, y1 * cells_w
+    cells = torch.cat([top + x0, top + x1, bottom + x0, bottom + x1])
     weights = torch.cat([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx])
-    values = grid.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, index)  # (4 L, K)
-    return (values * weights.unsqueeze(1)).view(4, -1, channels).sum(dim=0)
+    return cells, weights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -340,6 +341,7 @@ class AGMMLoss(nn.Module):
         cls_logits: torch.Tensor | None = None,
         valid_mask: torch.Tensor | None = None,
         use_gmm: bool | None = None,
+        coarse_logits: torch.Tensor | None = None,
     ) -> dict:
         """Compute the AGMM++ loss.
 
@@ -354,6 +356,11 @@ class AGMMLoss(nn.Module):
             valid_mask: (B, H, W) bool, False on padding (excluded from L_self and OEM).
             use_gmm: overrides the constructor's ``use_gmm`` for this call (a warm-up: L_seg only
                 for the first steps, see ``LossConfig.gmm_warmup_steps``).
+            coarse_logits: (B, K, h, w) optional, the logits on the features' grid of which
+                ``logits`` is the bilinear upsampling (``align_corners=False``), as DeepLabV3+ and
+                the ViT make them (their ``outputs["coarse_logits"]``). L_self's cell means of the
+                logits are then a fixed 3-tap filter of these (exact up to rounding) instead of a
+                pooling of the full-resolution maps: the GMM's cost no longer grows with H x W.
 
         Returns:
             ``loss`` (scalar), ``terms`` (name -> detached scalar, 0 for switched-off terms),
@@ -361,11 +368,15 @@ class AGMMLoss(nn.Module):
             ``self_target`` (B, K, h', w') detached, L_self's target, when L_self uses G.
         """
         self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes)
+        if coarse_logits is not None:
+            _check_coarse_logits(coarse_logits, features, logits)
         # The labeled pixels, found once for L_seg, the E-step and L_weak.
         pixels = (weak_labels != self.ignore_index).nonzero(as_tuple=True)
         gmm_on = self.use_gmm if use_gmm is None else use_gmm
         pooled_logits = rows = None
-        if gmm_on and self._pools_logits(logits, features, pixels):
+        if gmm_on and self._pools_coarse(coarse_logits, logits, valid_mask):
+            pooled_logits = (coarse_cell_means(coarse_logits, logits.shape[-2:]), None)
+        elif gmm_on and self._pools_logits(logits, features, pixels):
             # L_self's pooled logits and L_seg's labeled rows in one op: one full-size backward
             kernel = (logits.shape[2] // features.shape[2], logits.shape[3] // features.shape[3])
             pooled, pooled_weights, rows = pool_and_gather(logits, kernel, pixels, valid_mask)
@@ -490,7 +501,15 @@ class AGMMLoss(nn.Module):
         if self.use_weak:
             # G at the labeled pixels only: bilinear samples of the feature grid, exact and O(labels).
             b_idx, y_idx, x_idx = pixels
-            g_at_labels = gmm_fn.sample_at_pixels(g_new, b_idx, y_idx, x_idx, logits.shape[-2:])
+            g_at_labels = gmm_fn.gmm_at_pixels(
+                new,
+                b_idx,
+                y_idx,
+                x_idx,
+                tuple(g_new.shape[-2:]),
+                tuple(logits.shape[-2:]),
+                posterior=self.posterior,
+            )
             labels = weak_labels[b_idx, y_idx, x_idx].long()
             terms["weak"] = weak_loss(g_at_labels, labels, present[b_idx])
         if self.use_con and self.con == "eq14":
@@ -520,8 +539,9 @@ class AGMMLoss(nn.Module):
         ``self_pooling="logits"`` P is the softmax of the cell's mean logit instead.
         """
 
-        def softmax(x: torch.Tensor) -> torch.Tensor:  # over all K, then the channels wanted
-            probs = torch.softmax(x.to(target.dtype), dim=1)
+        def softmax(x: torch.Tensor, memory_format=torch.preserve_format) -> torch.Tensor:
+            """Over all K, then the channels wanted."""
+            probs = torch.softmax(x.to(target.dtype, memory_format=memory_format), dim=1)
             return probs if channels is None else probs.index_select(1, channels)
 
         weights = None if valid_mask is None else valid_mask.to(target.dtype)
@@ -532,7 +552,8 @@ class AGMMLoss(nn.Module):
             # softmax of the cell's mean logit: the full-resolution maps are pooled once, in the
             # logits' own precision, and the softmax runs on the grid (K = 150: 10x cheaper).
             pooled, pooled_weights = pooled_logits or _masked_area_pool(logits, weights, size)
-            return softmax(pooled), pooled_weights
+            # in G's layout (a channels_last grid would make every later pass a strided one)
+            return softmax(pooled, torch.contiguous_format), pooled_weights
         return _masked_area_pool(softmax(logits), weights, size)
 
     def _pools_logits(self, logits: torch.Tensor, features: torch.Tensor, pixels) -> bool:
@@ -545,6 +566,25 @@ class AGMMLoss(nn.Module):
             and logits.shape[2] % features.shape[2] == 0
             and logits.shape[3] % features.shape[3] == 0
             and labels_are_sparse(pixels[0].numel(), logits[:, 0].numel())
+        )
+
+    def _pools_coarse(
+        self,
+        coarse_logits: torch.Tensor | None,
+        logits: torch.Tensor,
+        valid_mask: torch.Tensor | None,
+    ) -> bool:
+        """Whether L_self's cell means come from ``coarse_logits``: cells of whole pixels and no
+        padding (a cell's mean over its valid pixels needs the full-resolution logits)."""
+        return (
+            coarse_logits is not None
+            and self.use_self
+            and self.pseudo_labels == "gmm"
+            and self.self_resolution == "feature"
+            and self.self_pooling == "logits"
+            and logits.shape[2] % coarse_logits.shape[2] == 0
+            and logits.shape[3] % coarse_logits.shape[3] == 0
+            and (valid_mask is None or bool(valid_mask.all()))
         )
 
     def _batch_classes(
@@ -700,6 +740,62 @@ class _PoolAndGather(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
+def coarse_cell_means(coarse_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The mean over each cell of ``F.interpolate(coarse_logits, size, mode="bilinear",
+    align_corners=False)``, computed on the coarse grid: (B, K, h, w) -> (B, K, h, w), float32
+    (or float64 for float64 input).
+
+    Bilinear upsampling by an integer factor k and the cell mean are linear and separable, and a
+    cell's k samples all lie within half a cell of its centre, so each axis is the symmetric 3-tap
+    filter (a, 1 - 2a, a) with replicated borders (a = 1/8 for every even k). Equal up to
+    rounding; neither direction builds a full-resolution tensor. ``size`` must be a multiple of
+    the coarse grid.
+    """
+    cells_h, cells_w = coarse_logits.shape[-2:]
+    taps = (_side_tap(cells_h, size[0] // cells_h), _side_tap(cells_w, size[1] // cells_w))
+    return _CellMeans.apply(coarse_logits, taps)
+
+
+class _CellMeans(torch.autograd.Function):
+    """The separable 3-tap filter of :func:`coarse_cell_means`; symmetric, so its backward is
+    the same filter."""
+
+    @staticmethod
+    def forward(ctx, coarse_logits, taps):
+        ctx.taps = taps
+        values = coarse_logits.to(torch.promote_types(coarse_logits.dtype, torch.float32))
+        return _three_tap(_three_tap(values, taps[0], 2), taps[1], 3)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = _three_tap(_three_tap(grad, ctx.taps[0], 2), ctx.taps[1], 3)
+        return grad, None
+
+
+def _three_tap(x: torch.Tensor, side: float, dim: int) -> torch.Tensor:
+    """(side, 1 - 2 side, side) along ``dim``, the border value repeated; a new tensor."""
+    length = x.shape[dim]
+    out = x * (1.0 - 2.0 * side)
+    if side == 0.0:
+        return out
+    for lo, hi in ((1, 0), (0, 1)):  # from the previous cell, from the next one
+        out.narrow(dim, lo, length - 1).add_(x.narrow(dim, hi, length - 1), alpha=side)
+    for edge in {0, length - 1}:  # the replicated border counts the edge cell twice
+        out.narrow(dim, edge, 1).add_(x.narrow(dim, edge, 1), alpha=side)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _side_tap(cells: int, kernel: int) -> float:
+    """The weight of each neighbour cell in the mean of a cell of a 1-D linear upsampling by
+    ``kernel`` (align_corners=False), read off PyTorch's own interpolation."""
+    if cells < 2:
+        return 0.0
+    eye = torch.eye(2, dtype=torch.float64).unsqueeze(0)  # two cells as channels
+    upsampled = F.interpolate(eye, size=2 * kernel, mode="linear", align_corners=False)
+    return float(upsampled[0, 1, :kernel].mean())  # cell 1's share in cell 0's mean
+
+
 def _relabel(weak_labels: torch.Tensor, pixels, classes: torch.Tensor) -> torch.Tensor:
     """Weak labels with the ids ``classes[i]`` replaced by i (the batch's K' classes)."""
     remap = torch.zeros(int(classes.max()) + 1, dtype=weak_labels.dtype, device=classes.device)
@@ -809,6 +905,18 @@ def _upsample_rows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_coarse_logits(
+    coarse_logits: torch.Tensor, features: torch.Tensor, logits: torch.Tensor
+) -> None:
+    _check_tensor("coarse_logits", coarse_logits, ndim=4, floating=True)
+    expected = (*logits.shape[:2], *features.shape[2:])
+    if tuple(coarse_logits.shape) != expected:
+        raise ValueError(
+            f"coarse_logits: expected shape {expected} (batch and classes of logits, the "
+            f"features' grid), got {tuple(coarse_logits.shape)}"
+        )
 
 
 def _check_tensor(name: str, tensor, *, ndim: int, floating: bool) -> None:

@@ -41,7 +41,7 @@ def partial_cross_entropy(
     b_idx, y_idx, x_idx = pixels
     if rows is not None or labels_are_sparse(b_idx.numel(), labels.numel()):
         if rows is None:
-            rows = logits[b_idx, :, y_idx, x_idx]  # (L, K)
+            rows = gather_pixels(logits, b_idx, y_idx, x_idx)  # (L, K)
         rows = rows.to(torch.promote_types(rows.dtype, torch.float32))  # bf16 -> float32
         per_pixel = F.cross_entropy(rows, labels[b_idx, y_idx, x_idx], reduction="none")
         if reduction == "pixel":
@@ -57,6 +57,27 @@ def partial_cross_entropy(
         per_pixel[b_idx, y_idx, x_idx], labels[b_idx, y_idx, x_idx], logits.shape[1]
     )
     return per_class + per_pixel.sum() * 0.0
+
+
+def gather_pixels(
+    logits: torch.Tensor, b_idx: torch.Tensor, y_idx: torch.Tensor, x_idx: torch.Tensor
+) -> torch.Tensor:
+    """``logits[b_idx, :, y_idx, x_idx]``: the (L, K) logits of L pixels of a (B, K, H, W) map.
+
+    One ``index_select`` over a flat view in memory order (channels_last or contiguous), whose
+    backward is an ``index_add`` into the zero gradient. Advanced indexing's backward is an
+    accumulating ``index_put``, 10-50x slower on CPUs (at K = 150, 128 x 128, B = 8: ~15 ms).
+    """
+    batch, channels, height, width = logits.shape
+    if logits.is_contiguous():
+        start = (b_idx * channels * height + y_idx) * width + x_idx  # channel 0 of each pixel
+        offsets = torch.arange(channels, device=logits.device) * (height * width)
+        index = (start[:, None] + offsets).view(-1)
+        return logits.reshape(-1).index_select(0, index).view(-1, channels)
+    if logits.is_contiguous(memory_format=torch.channels_last):
+        pixel = (b_idx * height + y_idx) * width + x_idx
+        return logits.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, pixel)
+    return logits[b_idx, :, y_idx, x_idx]
 
 
 def labels_are_sparse(num_labeled: int, num_pixels: int) -> bool:

@@ -4,7 +4,7 @@
 cls_head=False, arch=None, **kw)`` from ``MODELS = {"deeplabv3plus": ..., "vit": ..., "smp": ...,
 "torchvision": ..., "transformers": ...}``; ``adapt(model)`` wraps a model that
 segmentation_models_pytorch, torchvision or transformers built. ``model(images)`` returns
-``{"logits", "features"[, "cls_logits", "cams"]}`` (see docs/models.md, docs/byom.md).
+``{"logits", "features"[, "coarse_logits", "cls_logits", "cams"]}`` (see docs/models.md, docs/byom.md).
 ``build_segmenter(cfg, K)`` builds a run's model from its config, ``load_model(checkpoint)``
 rebuilds it from a checkpoint.
 """

@@ -119,10 +119,11 @@ class DeepLabV3Plus(Segmenter):
         context = self.aspp(high)
         context = F.interpolate(context, size=low.shape[2:], mode="bilinear", align_corners=False)
         features = self.decoder(torch.cat([context, self.low_level(low)], dim=1))
+        coarse_logits = self.classifier(features)
         logits = F.interpolate(
-            self.classifier(features), size=images.shape[2:], mode="bilinear", align_corners=False
+            coarse_logits, size=images.shape[2:], mode="bilinear", align_corners=False
         )
-        out = {"logits": logits, "features": features}
+        out = {"logits": logits, "features": features, "coarse_logits": coarse_logits}
         if self.cam_head is not None:
             out["cls_logits"], out["cams"] = self.cam_head(high)
         return out

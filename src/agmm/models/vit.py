@@ -94,10 +94,13 @@ class ViTSegmenter(Segmenter):
         tokens = self.patch_features(images)
         features = self.neck(tokens)
         padded_size = (features.shape[2] * self.patch_size, features.shape[3] * self.patch_size)
+        coarse_logits = self.classifier(features)
         logits = F.interpolate(
-            self.classifier(features), size=padded_size, mode="bilinear", align_corners=False
+            coarse_logits, size=padded_size, mode="bilinear", align_corners=False
         )[:, :, :height, :width]
         out = {"logits": logits, "features": features}
+        if padded_size == (height, width):  # logits = exactly their bilinear upsampling
+            out["coarse_logits"] = coarse_logits
         if self.cam_head is not None:
             out["cls_logits"], out["cams"] = self.cam_head(tokens)
         return out
