@@ -3,6 +3,7 @@
     python bench/train_speed.py                      # both tables, ResNet-18 and Lite0, K = 11
     python bench/train_speed.py --tables loss --classes 150 --backbones resnet18
     python bench/train_speed.py --tables preset      # the CamVid CPU preset, before vs now
+    python bench/train_speed.py --tables terms --classes 21 --backbones resnet18   # per term
 
 Times full training steps (forward, loss, backward, SGD step) on random images with 3 clicks per
 class. Two tables:
@@ -13,6 +14,8 @@ class. Two tables:
   (drift leaves it good to about +-5 points), and as the GMM's own time measured in isolation
   (AGMMLoss minus L_seg alone, forward + backward on the model's outputs, medians of short calls)
   over the L_seg-only step timed in the same round.
+- ``terms``: AGMMLoss alone with L_self, L_weak, L_con switched off one at a time (and all
+  three), each minus L_seg alone: what every term costs (``--term-calls`` interleaved calls).
 - ``preset``: the CamVid CPU preset as it is (``camvid/points``: its crop, batch, decoder), in the
   precision of issue 13's "before" (float32, NCHW, stock depthwise convolutions) and in the ways
   the library can run it now, each against "before".
@@ -125,11 +128,18 @@ class StepTimer:
     def loss_seconds(self, dtype: torch.dtype | None, channels_last: bool, calls: int) -> float:
         """Median forward + backward time of the loss alone, on this model's outputs for the batch
         (detached, in the step's precision and memory format): short enough to beat the drift."""
+        call = self.loss_calls(dtype, channels_last)
+        times = [call() for _ in range(calls + 2)]
+        return statistics.median(times[2:])
+
+    def loss_calls(self, dtype: torch.dtype | None, channels_last: bool):
+        """A function that times one forward + backward of the loss alone (seconds) on this
+        model's outputs for the batch, detached, in the given precision and memory format."""
         images, autocast = self._setting(dtype, channels_last)
         with torch.no_grad(), autocast():
             out = self.model(images)
-        times = []
-        for _ in range(calls + 2):
+
+        def call() -> float:
             features = out["features"].detach().requires_grad_()
             logits = out["logits"].detach().requires_grad_()
             coarse = out.get("coarse_logits")
@@ -141,8 +151,9 @@ class StepTimer:
                 loss = self.loss_fn(features, logits, self.labels, coarse_logits=coarse)["loss"]
             loss.backward()
             self._sync()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times[2:])
+            return time.perf_counter() - started
+
+        return call
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -238,6 +249,64 @@ def loss_table(args, device, precisions) -> None:
     print()
 
 
+TERM_VARIANTS = {
+    "AGMM++": [],
+    "without L_self": ["loss.use_self=false"],
+    "without L_weak": ["loss.use_weak=false"],
+    "without L_con": ["loss.use_con=false"],
+    "the fit alone (no GMM term: squeeze, E-step, forward only)": [
+        "loss.use_self=false",
+        "loss.use_weak=false",
+        "loss.use_con=false",
+    ],
+}
+
+
+def terms_table(args, device, precisions) -> None:
+    """What each GMM term costs: AGMMLoss alone, forward + backward, with one term off at a time,
+    minus L_seg alone; every variant once per round, call by call (``--term-calls`` rounds), on
+    the first backbone's outputs for one batch, in bf16 (fp32 where the device has no bf16) and
+    channels_last."""
+    width = f"model.model_args={{decoder_channels: {args.width}, aspp_channels: {args.width}}}"
+    shape = [f"data.crop_size={args.size}", f"train.batch_size={args.batch}"]
+    base = [f"model.backbone={args.backbones[0]}", width, *shape, *args.override]
+    precision = "bf16" if "bf16" in precisions else "fp32"
+    timers = {
+        name: StepTimer(
+            [*base, "loss.enabled=true", *extra],
+            args.classes,
+            device,
+            classes_per_image=args.classes_per_image,
+        )
+        for name, extra in TERM_VARIANTS.items()
+    }
+    timers["L_seg only"] = StepTimer(
+        [*base, "loss.enabled=false"],
+        args.classes,
+        device,
+        classes_per_image=args.classes_per_image,
+    )
+    calls = {name: timer.loss_calls(precisions[precision], True) for name, timer in timers.items()}
+    seconds = {name: [] for name in timers}
+    for _ in range(args.term_calls):
+        for name, call in calls.items():
+            seconds[name].append(call())
+    plain = statistics.median(seconds["L_seg only"])
+    print(
+        f"Terms table: AGMMLoss alone on a {args.backbones[0]} DeepLabV3+'s outputs "
+        f"({args.width}-ch decoder, {args.size}x{args.size}, batch {args.batch}), K = "
+        f"{args.classes} ({args.classes_per_image or 'all'} per image), {precision}, "
+        f"channels_last; {_where(device)}; {args.term_calls} calls of each, interleaved"
+        f"{_overrides(args)}\n"
+    )
+    print("| variant | ms (forward + backward) | over L_seg only |")
+    print("|---|---|---|")
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        print(f"| {name} | {1000 * median:.2f} | {1000 * (median - plain):+.2f} |")
+    print()
+
+
 def preset_table(args, device, precisions) -> None:
     # "before" = issue 13's code as far as a switch reaches it (its L_seg took a softmax of every
     # pixel, which no switch brings back: the "before" step is a little faster than it was)
@@ -284,7 +353,7 @@ def _where(device: torch.device) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--tables", nargs="+", choices=("loss", "preset"), default=["loss", "preset"]
+        "--tables", nargs="+", choices=("loss", "terms", "preset"), default=["loss", "preset"]
     )
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "tf_efficientnet_lite0"])
     parser.add_argument("--batch", type=int, default=8)
@@ -294,6 +363,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128, help="ASPP and decoder channels")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=5, help="rounds")
+    parser.add_argument(
+        "--term-calls", type=int, default=100, help="calls of each variant (terms table)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--override", nargs="*", default=[], help="extra key=value for every model")
     args = parser.parse_args()
@@ -304,6 +376,8 @@ def main() -> None:
     precisions = {"fp32": None, **({"bf16": torch.bfloat16} if bf16_ok else {})}
     if "loss" in args.tables:
         loss_table(args, device, precisions)
+    if "terms" in args.tables:
+        terms_table(args, device, precisions)
     if "preset" in args.tables:
         preset_table(args, device, precisions)
 

@@ -51,3 +51,39 @@ def test_loss_table_has_a_row_per_setting_with_the_gmms_isolated_share():
         assert plain > 0 and gmm > 0
         assert re.fullmatch(r"[+-]\d+\.\d %", cells[5]) and re.fullmatch(r"[+-]\d+\.\d %", cells[7])
         assert re.fullmatch(r"\d+\.\d\dx", cells[8])
+
+
+@pytest.mark.slow
+def test_terms_table_has_a_row_per_variant():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--tables",
+            "terms",
+            "--backbones",
+            "resnet18",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--width",
+            "16",
+            "--term-calls",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    assert "Terms table:" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    names = [row.split("|")[1].strip() for row in rows[1:]]
+    assert names[0] == "AGMM++" and names[-1] == "L_seg only" and len(names) == 6
+    for row in rows[1:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and re.fullmatch(r"[+-]\d+\.\d\d", cells[2])
+    assert rows[-1].strip().endswith("+0.00 |")

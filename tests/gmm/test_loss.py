@@ -455,3 +455,23 @@ def test_coarse_logits_of_the_wrong_grid_are_rejected():
     features, logits, labels = make_batch()
     with pytest.raises(ValueError, match=re.escape("coarse_logits: expected shape (2, 4, 4, 3)")):
         make_loss()(features, logits, labels, coarse_logits=torch.zeros(2, K, 8, 6))
+
+
+@pytest.mark.parametrize(
+    "values,dtype,expected",
+    [
+        ([0, 3, 255], torch.int64, None),
+        ([255, 255], torch.int64, None),
+        ([0, 1, 2, 3], torch.int64, None),
+        ([0, 7, 255, 9], torch.int64, 7),  # between K and the unlabeled value: the smallest
+        ([0, 300, 255], torch.int64, 300),  # above the unlabeled value
+        ([2, -3, 255], torch.int64, -3),
+        ([0, 5, 255], torch.uint8, 5),
+        ([0, 3, 255], torch.uint8, None),
+    ],
+)
+def test_bad_label_values_are_found(values, dtype, expected):
+    from agmm.gmm.loss import _bad_label
+
+    labels = torch.tensor(values, dtype=dtype).view(1, 1, -1)
+    assert _bad_label(labels, K, 255) == expected

@@ -638,11 +638,8 @@ class AGMMLoss(nn.Module):
                 f"features: spatial size {tuple(features.shape[2:])} is larger than the label "
                 f"size {tuple(logits.shape[2:])}"
             )
-        bad = (weak_labels < 0) | (
-            (weak_labels >= self.num_classes) & (weak_labels != self.ignore_index)
-        )
-        if bool(bad.any()):
-            value = int(weak_labels[bad][0])
+        value = _bad_label(weak_labels, self.num_classes, self.ignore_index)
+        if value is not None:
             raise ValueError(
                 f"weak_labels: value {value} is not a class id in [0, {self.num_classes}) "
                 f"nor the unlabeled value {self.ignore_index}"
@@ -905,6 +902,29 @@ def _upsample_rows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _bad_label(weak_labels: torch.Tensor, num_classes: int, ignore_index: int) -> int | None:
+    """A value of ``weak_labels`` that is neither a class id nor ``ignore_index``, or None.
+
+    Two passes (min / max, then a histogram of the values when the maximum is not a class id)
+    instead of five element-wise comparisons over the (B, H, W) labels at every step.
+    """
+    if weak_labels.numel() == 0:
+        return None
+    low, high = (int(v) for v in torch.aminmax(weak_labels))
+    if low < 0:
+        return low
+    if high < num_classes:
+        return None
+    if high > max(ignore_index, num_classes - 1):
+        return high
+    counts = torch.bincount(weak_labels.reshape(-1), minlength=high + 1)
+    counts[:num_classes] = 0
+    if 0 <= ignore_index < len(counts):
+        counts[ignore_index] = 0
+    bad = counts.nonzero()
+    return int(bad[0]) if len(bad) else None
 
 
 def _check_coarse_logits(
