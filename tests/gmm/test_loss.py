@@ -258,6 +258,30 @@ def test_runs_in_float32_under_autocast():
     assert torch.isfinite(out["loss"])
 
 
+@pytest.mark.parametrize("pooling", ["logits", "probs"])
+@pytest.mark.parametrize("self_target", ["gmm", "gmm_x_p"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_every_l_self_path_runs_under_bf16_autocast(pooling, self_target, channels_last, padded):
+    """bf16 logits and features, as a model under autocast gives them: every way to L_self
+    (the matrix-product pooling of NCHW maps included, which autocast runs in bf16) trains."""
+    features, logits, labels = make_batch(size=(16, 16))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    logits = logits.bfloat16().contiguous(memory_format=memory_format).requires_grad_()
+    features = features.bfloat16().requires_grad_()
+    valid = torch.ones(labels.shape, dtype=torch.bool)
+    if padded:
+        valid[1, :, -5:] = False
+    criterion = AGMMLoss(
+        in_channels=6, num_classes=K, self_pooling=pooling, self_target=self_target
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = criterion(features, logits, labels, valid_mask=valid)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["terms"]["self"] > 0
+    assert torch.isfinite(logits.grad).all() and torch.isfinite(features.grad).all()
+
+
 def test_the_squeeze_runs_in_the_autocast_precision_and_the_gmm_in_float32():
     features, logits, labels = make_batch()
     criterion = AGMMLoss(in_channels=6, num_classes=K)

@@ -114,3 +114,12 @@ def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor):
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
     # bf16 coarse logits (a bf16 model): computed in float32
     assert coarse_cell_means(coarse.detach().bfloat16(), size).dtype == torch.float32
+
+
+def test_row_pooling_keeps_the_input_precision_under_autocast():
+    """Like avg_pool2d / interpolate, which autocast leaves alone: float32 stays float32."""
+    x = torch.randn(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled, upsampled = _pool_rows(x, (4, 4)), _upsample_rows(x[:, :, :2, :2], (4, 4))
+    assert pooled.dtype == upsampled.dtype == torch.float32
+    torch.testing.assert_close(pooled, F.avg_pool2d(x, 4))

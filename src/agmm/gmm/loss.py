@@ -880,11 +880,12 @@ def _pool_rows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     batch, channels, height, width = x.shape
     cells_h, cells_w = height // kernel[0], width // kernel[1]
     matrix = _cell_matrix(cells_w, kernel[1], x, 1.0 / (kernel[0] * kernel[1]))
-    if x.element_size() < 4:
-        columns = x.view(-1, width) @ matrix  # (B C H, w)
-        pooled = columns.view(-1, kernel[0], cells_w).sum(dim=1)
-    else:
-        pooled = x.view(-1, kernel[0], width).sum(dim=1) @ matrix  # (B C h, W) -> (B C h, w)
+    with torch.autocast(x.device.type, enabled=False):  # x's own precision, as avg_pool2d's
+        if x.element_size() < 4:
+            columns = x.view(-1, width) @ matrix  # (B C H, w)
+            pooled = columns.view(-1, kernel[0], cells_w).sum(dim=1)
+        else:
+            pooled = x.view(-1, kernel[0], width).sum(dim=1) @ matrix  # (B C h, W) -> (B C h, w)
     return pooled.view(batch, channels, cells_h, cells_w)
 
 
@@ -893,7 +894,8 @@ def _upsample_rows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     matrix product spreads each cell over its columns, then each row is repeated."""
     batch, channels, cells_h, cells_w = x.shape
     spread = _cell_matrix(cells_w, kernel[1], x, 1.0).t()  # (w, W)
-    rows = x.reshape(batch * channels * cells_h, cells_w) @ spread  # (B C h, W)
+    with torch.autocast(x.device.type, enabled=False):  # x's own precision
+        rows = x.reshape(batch * channels * cells_h, cells_w) @ spread  # (B C h, W)
     width = cells_w * kernel[1]
     rows = rows.view(-1, 1, width).expand(-1, kernel[0], width)
     return rows.reshape(batch, channels, cells_h * kernel[0], width)

@@ -25,6 +25,8 @@ def _bce_log_likelihood(probs: torch.Tensor, target: torch.Tensor) -> torch.Tens
     """t log(p + eps) + (1 - t) log(1 - p + eps), as one ``lerp`` of the two logarithms: five
     passes over the tensors forward and about as many backward, where the written-out sum takes
     nine and eleven (L_self runs it over every (position, class) pair)."""
+    dtype = torch.promote_types(probs.dtype, target.dtype)  # lerp wants one dtype
+    probs, target = probs.to(dtype), target.to(dtype)
     return torch.lerp(torch.log1p(_EPS - probs), torch.log(probs + _EPS), target)
 
 
