@@ -91,3 +91,71 @@ def test_every_class_labeled_or_options_that_need_all_classes_fit_all_k():
     image_classes = torch.ones(3, K, dtype=torch.bool)
     assert prior._batch_classes(labels, pixels, image_classes) is None
     assert prior._batch_classes(labels, pixels, None) is not None
+
+
+PER_IMAGE = ((0, 2, 3), (5, 6), (), (8, 10, 11))  # each image's classes: few shared, one empty
+
+
+def make_sparse_batch(seed=0, classes=12):
+    gen = torch.Generator().manual_seed(seed)
+    batch = len(PER_IMAGE)
+    features = torch.randn(batch, 6, 4, 5, generator=gen, dtype=torch.float64)
+    logits = torch.randn(batch, classes, 16, 20, generator=gen, dtype=torch.float64)
+    labels = torch.full((batch, 16, 20), 255)
+    for b, own in enumerate(PER_IMAGE):
+        if own:
+            picks = torch.tensor(own)[torch.randint(0, len(own), (16, 20), generator=gen)]
+            keep = torch.rand(16, 20, generator=gen) < 0.15
+            labels[b][keep] = picks[keep]
+    valid = torch.ones(batch, 16, 20, dtype=torch.bool)
+    valid[1, :, -6:] = False
+    return features, logits, labels, valid
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_fitting_each_images_classes_only_changes_nothing(options):
+    """Images that share few classes: the mixture in per-image slots (B, J) instead of the
+    batch's K' classes gives the same loss, gradients and maps."""
+    options = dict(options)
+    if options.pop("variant", None) == "paper":
+        options.update(PAPER)
+    options.setdefault("sigma_prior", 4.0)
+    options.setdefault("self_target", "gmm_x_p")
+    torch.manual_seed(0)
+    criterion = AGMMLoss(in_channels=6, num_classes=12, embed_dim=5, **options).double()
+    features, logits, labels, valid = make_sparse_batch()
+    pixels = (labels != 255).nonzero(as_tuple=True)
+    classes = criterion._batch_classes(labels, pixels, None)
+    if options.get("self_loss") == "ce" and options.get("self_reduction") == "class":
+        assert classes.dim() == 1  # a class-balanced mean over the batch needs shared ids
+    else:
+        assert classes.shape == (4, 3)
+        for b, own in enumerate(PER_IMAGE):
+            assert classes[b, : len(own)].tolist() == list(own)
+            assert len(set(classes[b].tolist())) == 3  # distinct classes in every image's slots
+
+    def run(compress: bool):
+        feats = features.clone().requires_grad_()
+        logs = logits.clone().requires_grad_()
+        criterion.zero_grad()
+        if not compress:
+            criterion._batch_classes = lambda *args: None
+        try:
+            out = criterion(feats, logs, labels, valid_mask=valid)
+        finally:
+            criterion.__dict__.pop("_batch_classes", None)
+        out["loss"].backward()
+        return out, feats.grad, logs.grad, criterion.squeeze.weight.grad.clone()
+
+    compressed, full = run(True), run(False)
+    torch.testing.assert_close(compressed[0]["loss"], full[0]["loss"], rtol=1e-10, atol=1e-12)
+    for name in ("seg", "self", "weak", "con"):
+        torch.testing.assert_close(compressed[0]["terms"][name], full[0]["terms"][name])
+    for got, expected in zip(compressed[1:], full[1:], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+    for key in ("gmm_old", "gmm_new", "present", "self_target"):
+        if key in full[0]:
+            assert compressed[0][key].shape == full[0][key].shape
+            torch.testing.assert_close(compressed[0][key], full[0][key], rtol=1e-9, atol=1e-12)
+    for b, own in enumerate(PER_IMAGE):
+        assert compressed[0]["present"][b].nonzero()[:, 0].tolist() == list(own)

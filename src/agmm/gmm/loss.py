@@ -400,7 +400,7 @@ class AGMMLoss(nn.Module):
                 valid_mask,
                 image_classes=image_classes,
                 pixels=pixels,
-                num_classes=None if classes is None else len(classes),
+                num_classes=None if classes is None else classes.shape[-1],
             )
             terms.update(
                 self._gmm_terms(gmm, logits, gmm_labels, valid_mask, pixels, classes, pooled_logits)
@@ -436,7 +436,8 @@ class AGMMLoss(nn.Module):
         channels: torch.Tensor | None = None,
         pooled_logits: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The GMM's terms; ``channels``: the logits' channels of G's K' classes (None = all K);
+        """The GMM's terms; ``channels``: the logits' channels of G's classes, ``(K',)`` or per
+        image ``(B, J)`` (None = all K);
         ``pooled_logits``: the logits pooled to G's grid and the cells' valid share, if at hand."""
         present = gmm["present"]
         new: gmm_fn.GMMParams = gmm["new"]
@@ -490,9 +491,14 @@ class AGMMLoss(nn.Module):
             ).view(-1, 1, *g_new.shape[-2:])
             assigned = F.interpolate(assigned.float(), size=logits.shape[-2:], mode="nearest")
             assigned = assigned.long()[:, 0]
-            if channels is not None:  # K' ids -> the logits' class ids
-                ids = torch.cat([channels, channels.new_tensor([self.ignore_index])])
-                assigned = ids[torch.where(assigned == self.ignore_index, len(channels), assigned)]
+            if channels is not None:  # K' / per-image slot ids -> the logits' class ids
+                unassigned = assigned == self.ignore_index
+                slots = assigned.masked_fill(unassigned, 0)
+                if channels.dim() == 1:
+                    ids = channels[slots]
+                else:
+                    ids = channels.gather(1, slots.flatten(1)).view_as(slots)
+                assigned = ids.masked_fill(unassigned, self.ignore_index)
             if valid_mask is not None:
                 assigned = assigned.masked_fill(~valid_mask, self.ignore_index)
             terms["self"] = partial_cross_entropy(
@@ -542,7 +548,7 @@ class AGMMLoss(nn.Module):
         def softmax(x: torch.Tensor, memory_format=torch.preserve_format) -> torch.Tensor:
             """Over all K, then the channels wanted."""
             probs = torch.softmax(x.to(target.dtype, memory_format=memory_format), dim=1)
-            return probs if channels is None else probs.index_select(1, channels)
+            return _select_classes(probs, channels)
 
         weights = None if valid_mask is None else valid_mask.to(target.dtype)
         if (resolution or self.self_resolution) == "label":
@@ -593,23 +599,37 @@ class AGMMLoss(nn.Module):
         pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         image_classes: torch.Tensor | None,
     ) -> torch.Tensor | None:
-        """The class ids labeled anywhere in the batch, when that is not all K (else None).
+        """The classes the GMM is computed for, when that is not all K (else None).
 
-        Every (B, K, N) tensor of the GMM is then computed for these K' classes only: a class
-        without a labeled pixel in any image has no component, and every term of the GMM is
-        restricted to the images' components, so the loss is the same (ADE20K: ~10 of K = 150
-        classes per image). Not with ``self_classes="all"`` (which needs P of every class) or
-        the class prior (which gives unlabeled classes a component).
+        A class without a labeled pixel in an image has no component there, and every term of
+        the GMM is restricted to the images' components, so the loss is the same when the
+        (B, K, N) tensors of the mixture only hold the labeled classes. Returns either ``(K',)``
+        the class ids labeled anywhere in the batch, or, when the images share few of them (each
+        has at most half of the batch's K'), ``(B, J)``: each image's own labeled classes in
+        slots 0..J-1 (its other slots hold distinct classes it has no label of). ADE20K: ~10 of
+        K = 150 classes per image, ~66 per batch of 8. Not with ``self_classes="all"`` (which
+        needs P of every class) or the class prior (which gives unlabeled classes a component);
+        not per image with a class-balanced cross-entropy L_self (which groups by class).
         """
         if self.self_classes == "all" or (
             self.class_prior_momentum > 0 and image_classes is not None
         ):
             return None
-        seen = torch.zeros(self.num_classes, dtype=torch.bool, device=weak_labels.device)
-        seen[weak_labels[pixels].long()] = True
-        if bool(seen.all()) or not bool(seen.any()):  # nothing to drop, or no label at all
+        batch = weak_labels.shape[0]
+        seen = torch.zeros(batch, self.num_classes, dtype=torch.bool, device=weak_labels.device)
+        seen[pixels[0], weak_labels[pixels].long()] = True
+        in_batch = seen.any(dim=0)
+        used, slots = int(in_batch.sum()), int(seen.sum(dim=1).max())
+        if used == 0:  # no label at all
             return None
-        return seen.nonzero()[:, 0]
+        per_image_ok = not (self.self_loss == "ce" and self.self_reduction == "class")
+        if per_image_ok and 2 * slots <= used:
+            # each image's labeled classes first (in class order), then the others
+            order = seen.to(torch.uint8).argsort(dim=1, descending=True, stable=True)
+            return order[:, :slots]
+        if used == self.num_classes:  # nothing to drop
+            return None
+        return in_batch.nonzero()[:, 0]
 
     def _validate(
         self, features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes=None
@@ -794,12 +814,32 @@ def _side_tap(cells: int, kernel: int) -> float:
 
 
 def _relabel(weak_labels: torch.Tensor, pixels, classes: torch.Tensor) -> torch.Tensor:
-    """Weak labels with the ids ``classes[i]`` replaced by i (the batch's K' classes)."""
-    remap = torch.zeros(int(classes.max()) + 1, dtype=weak_labels.dtype, device=classes.device)
-    remap[classes] = torch.arange(len(classes), dtype=remap.dtype, device=remap.device)
+    """Weak labels with the class ids of ``classes`` replaced by their positions in it: ``(K',)``
+    for the whole batch, or ``(B, J)`` for each image (see ``AGMMLoss._batch_classes``)."""
+    labels = weak_labels[pixels].long()
+    size = int(classes.max()) + 1
+    positions = torch.arange(classes.shape[-1], dtype=weak_labels.dtype, device=classes.device)
     relabeled = weak_labels.clone()
-    relabeled[pixels] = remap[weak_labels[pixels].long()]
+    if classes.dim() == 1:
+        remap = torch.zeros(size, dtype=weak_labels.dtype, device=classes.device)
+        remap[classes] = positions
+        relabeled[pixels] = remap[labels]
+    else:  # per image: (B, size) slot of each class id
+        remap = torch.zeros(len(classes), size, dtype=weak_labels.dtype, device=classes.device)
+        remap.scatter_(1, classes, positions.expand_as(classes))
+        relabeled[pixels] = remap[pixels[0], labels]
     return relabeled
+
+
+def _select_classes(values: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+    """(B, K, ...) -> the channels of ``classes``: (B, K', ...) for ``(K',)`` ids, (B, J, ...)
+    for per-image ``(B, J)`` ids; ``values`` itself for None."""
+    if classes is None:
+        return values
+    if classes.dim() == 1:
+        return values.index_select(1, classes)
+    index = classes.view(*classes.shape, *[1] * (values.dim() - 2))
+    return values.gather(1, index.expand(-1, -1, *values.shape[2:]))
 
 
 @torch.no_grad()
@@ -814,7 +854,12 @@ def _expand_classes(gmm: dict, classes: torch.Tensor, num_classes: int) -> dict:
     def expand(values: torch.Tensor) -> torch.Tensor:  # (B, K', ...) -> (B, K, ...)
         if id(values) not in expanded:
             full = values.new_zeros(values.shape[0], num_classes, *values.shape[2:])
-            expanded[id(values)] = full.index_copy_(1, classes, values)
+            if classes.dim() == 1:
+                full.index_copy_(1, classes, values)
+            else:  # per image; an image's slots hold distinct classes
+                index = classes.view(*classes.shape, *[1] * (values.dim() - 2))
+                full.scatter_(1, index.expand_as(values), values)
+            expanded[id(values)] = full
         return expanded[id(values)]
 
     out = dict(gmm)
