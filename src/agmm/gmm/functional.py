@@ -469,27 +469,35 @@ def gmm_at_pixels(
     image_size: tuple[int, int],
     *,
     posterior: bool = False,
+    sq_dist_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``sample_at_pixels(fitted.probs)``, but G evaluated at the sampled cells only: (L, K).
 
     G at a cell is a function of that cell's distances (:func:`gmm_probabilities`, or
     :func:`gmm_posteriors` with ``posterior``), so the four corners of the L pixels need d^2 at
     4 L cells, not the whole map: the gradient of L_weak then never passes through the
-    (B, K, N) map of G. ``grid_size``: (h, w) of the N = h * w positions.
+    (B, K, N) map of G. ``grid_size``: (h, w) of the N = h * w positions; ``sq_dist_rows``:
+    :func:`position_rows` of ``fitted.sq_dist``, if the caller has it.
     """
     dtype = fitted.sq_dist.dtype
     cells, weights = bilinear_corners(y_idx, x_idx, grid_size, image_size, dtype)
     images = batch_idx.repeat(4)
-    # d^2 of the 4 L cells as one index_select of the flat map (its backward is an index_add;
-    # advanced indexing's is an accumulating index_put, ~10x slower on CPU here)
-    _, classes, positions = fitted.sq_dist.shape
-    offsets = torch.arange(classes, device=cells.device) * positions  # (K,)
-    flat = (images * (classes * positions) + cells)[:, None] + offsets  # (4 L, K)
-    sq_dist = fitted.sq_dist.reshape(-1).index_select(0, flat.view(-1)).view(-1, classes, 1)
+    if sq_dist_rows is None:
+        sq_dist_rows = position_rows(fitted.sq_dist)
+    positions = fitted.sq_dist.shape[2]
+    sq_dist = sq_dist_rows.index_select(0, images * positions + cells).unsqueeze(2)  # (4 L, K, 1)
     predict = gmm_posteriors if posterior else gmm_probabilities
     sigma = fitted.sigma.index_select(0, images)  # not sigma[images]: same slow backward
     probs = predict(sq_dist, sigma, fitted.present.index_select(0, images))[:, :, 0]  # (4 L, K)
     return (probs * weights.unsqueeze(1)).view(4, -1, probs.shape[1]).sum(dim=0)
+
+
+def position_rows(maps: torch.Tensor) -> torch.Tensor:
+    """(B, K, N) -> (B N, K): one row per position, for gathering the positions of labeled
+    pixels with ``index_select`` (rows of K contiguous values; its backward is an ``index_add``
+    of rows). One copy, which costs less than gathering K values N apart and scattering their
+    gradient back (advanced indexing's backward, an accumulating ``index_put``, costs more still)."""
+    return maps.transpose(1, 2).reshape(-1, maps.shape[1])
 
 
 def bilinear_corners(

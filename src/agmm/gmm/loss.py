@@ -504,6 +504,9 @@ class AGMMLoss(nn.Module):
             terms["self"] = partial_cross_entropy(
                 logits, assigned, ignore_index=self.ignore_index, reduction=self.self_reduction
             )
+        rows = None  # d^2 as (B N, K') rows, shared by L_weak and L_con's gathers
+        if self.use_weak or (self.use_con and self.con == "eq14"):
+            rows = gmm_fn.position_rows(new.sq_dist)
         if self.use_weak:
             # G at the labeled pixels only: bilinear samples of the feature grid, exact and O(labels).
             b_idx, y_idx, x_idx = pixels
@@ -515,11 +518,14 @@ class AGMMLoss(nn.Module):
                 tuple(g_new.shape[-2:]),
                 tuple(logits.shape[-2:]),
                 posterior=self.posterior,
+                sq_dist_rows=rows,
             )
             labels = weak_labels[b_idx, y_idx, x_idx].long()
             terms["weak"] = weak_loss(g_at_labels, labels, present[b_idx])
         if self.use_con and self.con == "eq14":
-            terms["con"] = contrastive_loss(new.sq_dist, gmm["label_weights"], present)
+            terms["con"] = contrastive_loss(
+                new.sq_dist, gmm["label_weights"], present, sq_dist_rows=rows
+            )
         elif self.use_con:
             terms["con"] = centre_contrastive_loss(
                 gmm_fn.centre_distance(new.mu, self.distance), present

@@ -6,19 +6,27 @@ import torch
 
 
 def contrastive_loss(
-    sq_dist: torch.Tensor, label_weights: torch.Tensor, present: torch.Tensor
+    sq_dist: torch.Tensor,
+    label_weights: torch.Tensor,
+    present: torch.Tensor,
+    *,
+    sq_dist_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. 14: mean over positive pairs of 1 - exp(-d^2) + mean over negative pairs of exp(-d^2).
 
     ``sq_dist``: d^2 (B, K, N) of every position to every centre; ``label_weights``: (B, K, N) mass of
     class-k labeled pixels in each position (positives: a labeled pixel and its own centre; negatives:
-    the same pixel and every other present centre of its image); ``present``: (B, K) bool.
+    the same pixel and every other present centre of its image); ``present``: (B, K) bool;
+    ``sq_dist_rows``: ``sq_dist`` as (B N, K) rows (``functional.position_rows``), if at hand.
     """
-    # Only the positions that hold a labeled pixel count: gather their columns, (L, K).
+    # Only the positions that hold a labeled pixel count: gather their rows, (L, K).
     batch_idx, cell_idx = (label_weights.sum(dim=1) > 0).nonzero(as_tuple=True)
     weights = label_weights[batch_idx, :, cell_idx]
     present_rows = present[batch_idx].to(sq_dist.dtype)
-    similarity = torch.exp(-sq_dist[batch_idx, :, cell_idx]) * present_rows  # 0 for absent centres
+    if sq_dist_rows is None:
+        sq_dist_rows = sq_dist.transpose(1, 2).reshape(-1, sq_dist.shape[1])
+    labeled = sq_dist_rows.index_select(0, batch_idx * sq_dist.shape[2] + cell_idx)
+    similarity = torch.exp(-labeled) * present_rows  # 0 for absent centres
     positive_sum = (weights * (1.0 - similarity)).sum()
     # Negatives of a class-k pixel: every present centre j != k, i.e. the row sum minus itself.
     others = similarity.sum(dim=1, keepdim=True) - similarity  # (L, K)
