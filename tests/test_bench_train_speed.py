@@ -11,36 +11,29 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_speed.py"
+TINY = [
+    "--backbones",
+    "resnet18",
+    "--size",
+    "32",
+    "--batch",
+    "2",
+    "--width",
+    "16",
+    "--device",
+    "cpu",
+]
+
+
+def _run_bench(*args: str) -> str:
+    """The benchmark's stdout on a tiny ResNet-18 setting."""
+    command = [sys.executable, str(BENCH), *TINY, *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=600).stdout
 
 
 @pytest.mark.slow
 def test_loss_table_has_a_row_per_setting_with_the_gmms_isolated_share():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--tables",
-            "loss",
-            "--backbones",
-            "resnet18",
-            "--size",
-            "32",
-            "--batch",
-            "2",
-            "--width",
-            "16",
-            "--steps",
-            "1",
-            "--repeats",
-            "2",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    ).stdout
+    out = _run_bench("--tables", "loss", "--steps", "1", "--repeats", "2")
     rows = [line for line in out.splitlines() if line.startswith("| resnet18 |")]
     settings = {tuple(cell.strip() for cell in row.split("|")[2:4]) for row in rows}
     assert ("fp32", "NCHW") in settings and ("fp32", "channels_last") in settings
@@ -55,30 +48,7 @@ def test_loss_table_has_a_row_per_setting_with_the_gmms_isolated_share():
 
 @pytest.mark.slow
 def test_terms_table_has_a_row_per_variant():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--tables",
-            "terms",
-            "--backbones",
-            "resnet18",
-            "--size",
-            "32",
-            "--batch",
-            "2",
-            "--width",
-            "16",
-            "--term-calls",
-            "3",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    ).stdout
+    out = _run_bench("--tables", "terms", "--term-calls", "3")
     assert "Terms table:" in out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     names = [row.split("|")[1].strip() for row in rows[1:]]

@@ -52,30 +52,8 @@ def test_fitting_the_batch_classes_only_changes_nothing(options):
     classes = criterion._batch_classes(labels, pixels, None)
     assert classes.tolist() == [k for k in range(K) if k not in ABSENT]
 
-    def run(compress: bool):
-        feats = features.clone().requires_grad_()
-        logs = logits.clone().requires_grad_()
-        criterion.zero_grad()
-        if not compress:
-            criterion._batch_classes = lambda *args: None
-        try:
-            out = criterion(feats, logs, labels, valid_mask=valid)
-        finally:
-            criterion.__dict__.pop("_batch_classes", None)
-        out["loss"].backward()
-        return out, feats.grad, logs.grad, criterion.squeeze.weight.grad.clone()
-
-    compressed, full = run(True), run(False)
-    torch.testing.assert_close(compressed[0]["loss"], full[0]["loss"], rtol=1e-10, atol=1e-12)
-    for name in ("seg", "self", "weak", "con"):
-        torch.testing.assert_close(compressed[0]["terms"][name], full[0]["terms"][name])
-    for got, expected in zip(compressed[1:], full[1:], strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
-    for key in ("gmm_old", "gmm_new", "present", "self_target"):
-        if key in full[0]:
-            assert compressed[0][key].shape == full[0][key].shape
-            torch.testing.assert_close(compressed[0][key], full[0][key], rtol=1e-9, atol=1e-12)
-    assert not compressed[0]["present"][:, list(ABSENT)].any()
+    compressed = _assert_same_as_all_classes(criterion, features, logits, labels, valid)
+    assert not compressed["present"][:, list(ABSENT)].any()
 
 
 def test_every_class_labeled_or_options_that_need_all_classes_fit_all_k():
@@ -134,6 +112,15 @@ def test_fitting_each_images_classes_only_changes_nothing(options):
             assert classes[b, : len(own)].tolist() == list(own)
             assert len(set(classes[b].tolist())) == 3  # distinct classes in every image's slots
 
+    compressed = _assert_same_as_all_classes(criterion, features, logits, labels, valid)
+    for b, own in enumerate(PER_IMAGE):
+        assert compressed["present"][b].nonzero()[:, 0].tolist() == list(own)
+
+
+def _assert_same_as_all_classes(criterion, features, logits, labels, valid):
+    """AGMMLoss on the batch as it fits it and with the mixture over all K classes: the same loss,
+    terms, gradients (features, logits, squeeze) and maps. Returns the fitted run's outputs."""
+
     def run(compress: bool):
         feats = features.clone().requires_grad_()
         logs = logits.clone().requires_grad_()
@@ -157,5 +144,4 @@ def test_fitting_each_images_classes_only_changes_nothing(options):
         if key in full[0]:
             assert compressed[0][key].shape == full[0][key].shape
             torch.testing.assert_close(compressed[0][key], full[0][key], rtol=1e-9, atol=1e-12)
-    for b, own in enumerate(PER_IMAGE):
-        assert compressed[0]["present"][b].nonzero()[:, 0].tolist() == list(own)
+    return compressed[0]
