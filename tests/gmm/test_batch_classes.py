@@ -38,15 +38,20 @@ OPTIONS = [
 PAPER = {"sigma_prior": 0.0, "self_target": "gmm", "oem_steps": 1}
 
 
-@pytest.mark.parametrize("options", OPTIONS)
-def test_fitting_the_batch_classes_only_changes_nothing(options):
+def _criterion(options: dict, classes: int) -> tuple[dict, AGMMLoss]:
+    """The options with the library's defaults (or the paper's), and a float64 AGMMLoss."""
     options = dict(options)
     if options.pop("variant", None) == "paper":
         options.update(PAPER)
     options.setdefault("sigma_prior", 4.0)
     options.setdefault("self_target", "gmm_x_p")
     torch.manual_seed(0)
-    criterion = AGMMLoss(in_channels=6, num_classes=K, embed_dim=5, **options).double()
+    return options, AGMMLoss(in_channels=6, num_classes=classes, embed_dim=5, **options).double()
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_fitting_the_batch_classes_only_changes_nothing(options):
+    options, criterion = _criterion(options, K)
     features, logits, labels, valid = make_batch()
     pixels = (labels != 255).nonzero(as_tuple=True)
     classes = criterion._batch_classes(labels, pixels, None)
@@ -94,13 +99,7 @@ def make_sparse_batch(seed=0, classes=12):
 def test_fitting_each_images_classes_only_changes_nothing(options):
     """Images that share few classes: the mixture in per-image slots (B, J) instead of the
     batch's K' classes gives the same loss, gradients and maps."""
-    options = dict(options)
-    if options.pop("variant", None) == "paper":
-        options.update(PAPER)
-    options.setdefault("sigma_prior", 4.0)
-    options.setdefault("self_target", "gmm_x_p")
-    torch.manual_seed(0)
-    criterion = AGMMLoss(in_channels=6, num_classes=12, embed_dim=5, **options).double()
+    options, criterion = _criterion(options, 12)
     features, logits, labels, valid = make_sparse_batch()
     pixels = (labels != 255).nonzero(as_tuple=True)
     classes = criterion._batch_classes(labels, pixels, None)
