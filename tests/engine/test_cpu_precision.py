@@ -64,3 +64,21 @@ def test_bf16_cpu_step_is_finite_and_close_to_float32():
     bf16 = loss_value(torch.bfloat16, True)
     assert torch.isfinite(bf16)
     assert abs(bf16.item() - reference.item()) <= 0.05 * abs(reference.item())
+
+
+@pytest.mark.parametrize(
+    "setting,device,expected",
+    [("auto", "cpu", True), ("auto", "cuda", False), (True, "cuda", True), (False, "cpu", False)],
+)
+def test_channels_last_auto_is_on_for_cpus_only(setting, device, expected):
+    from agmm.engine.trainer import uses_channels_last
+
+    assert uses_channels_last(setting, torch.device(device)) is expected
+
+
+def test_channels_last_setting_parses_auto_and_booleans():
+    assert _cfg().train.channels_last == "auto"  # the default
+    assert _cfg("train.channels_last=false").train.channels_last is False
+    assert _cfg("train.channels_last=true").train.channels_last is True
+    with pytest.raises(ConfigError, match="train.channels_last"):
+        _cfg("train.channels_last=maybe")

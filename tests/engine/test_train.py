@@ -25,11 +25,13 @@ def _weights(path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_twenty_steps_lower_the_loss_and_write_the_run_files(tiny_config):
+def test_twenty_steps_lower_the_loss_and_write_the_run_files(tiny_config, capsys):
     cfg = tiny_config(
         "train.steps=20", "train.log_every=5", "train.val_every=10", "train.tensorboard=true"
     )
     result = train(cfg)
+    first_line = next(line for line in capsys.readouterr().out.splitlines() if "agmm train" in line)
+    assert "on cpu" in first_line and "channels_last" in first_line  # train.channels_last: auto
     assert result["step"] == 20 and result["skipped_steps"] == 0
     assert result["loss"] < result["first_loss"]
     assert 0.0 <= result["val/miou"] <= 1.0

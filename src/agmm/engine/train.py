@@ -37,7 +37,7 @@ from agmm.engine.hooks import (
 from agmm.engine.optim import build_optimizer, build_scheduler
 from agmm.engine.run_log import RunLogger
 from agmm.engine.sampler import ResumableSampler, SeededDataset
-from agmm.engine.trainer import HookBase, Trainer, TrainStep
+from agmm.engine.trainer import HookBase, Trainer, TrainStep, uses_channels_last
 from agmm.errors import ConfigError, DataError
 from agmm.eval import evaluate
 from agmm.gmm.build import build_loss
@@ -189,7 +189,7 @@ def _build_trainer(
     world, rank = dist_utils.world_size(), dist_utils.rank()
     num_classes = int(train_set.num_classes)
     model = build_segmenter(cfg, num_classes).to(device)
-    if cfg.train.channels_last:  # NHWC convolutions: faster with bf16 on CPUs with AMX
+    if uses_channels_last(cfg.train.channels_last, device):  # NHWC: faster convolutions on CPUs
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg, model, num_classes).to(device)
     step_module = TrainStep(model, loss_fn, cam_seeds=_cam_seed_fn(cfg, train_set))
@@ -247,7 +247,7 @@ def _start_run_folder(cfg: Config, trainer: Trainer, num_images: int, resume_pat
     amp_dtype = trainer.amp_dtype
     precision = "float32" if amp_dtype is None else str(amp_dtype).replace("torch.", "")
     where = f"{dist_utils.world_size()} process(es) on {trainer.device.type}, {precision} autocast"
-    if cfg.train.channels_last:
+    if trainer.channels_last:
         where += ", channels_last"
     trainer.log.message(
         f"agmm train: {cfg.name or 'run'} on {cfg.data.name}/{cfg.data.supervision}, {num_images} "

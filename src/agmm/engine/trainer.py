@@ -92,6 +92,11 @@ class StepResult:
     lr: float  # the learning rate of this step (before the scheduler moved on)
 
 
+def uses_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """``train.channels_last`` resolved for a device: ``"auto"`` = on CPUs only."""
+    return device.type == "cpu" if setting == "auto" else bool(setting)
+
+
 class HookBase:
     """A concern the loop calls at fixed points, which owns the checkpoint keys of its own state.
 
@@ -154,6 +159,7 @@ class Trainer:
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
         self.loader, self.sampler = loader, sampler
         self.device, self.amp_dtype, self.settings = device, amp_dtype, settings
+        self.channels_last = uses_channels_last(settings.channels_last, device)
         self.cam_warmup, self.gmm_warmup = cam_warmup, gmm_warmup
         self.header = header
         self.hooks = list(hooks)
@@ -189,7 +195,7 @@ class Trainer:
         ``train.max_skipped_steps`` of them raise :class:`NonFiniteLossError`.
         """
         batch = _to_device(batch, self.device)
-        if self.settings.channels_last:
+        if self.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         amp_dtype = self.amp_dtype
         with torch.autocast(
