@@ -844,8 +844,14 @@ def _select_classes(values: torch.Tensor, classes: torch.Tensor | None) -> torch
         return values
     if classes.dim() == 1:
         return values.index_select(1, classes)
-    index = classes.view(*classes.shape, *[1] * (values.dim() - 2))
-    return values.gather(1, index.expand(-1, -1, *values.shape[2:]))
+    return values.gather(1, _per_image_index(classes, values.shape))
+
+
+def _per_image_index(classes: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Per-image ``(B, J)`` class ids as a ``gather`` / ``scatter_`` index over the class axis of
+    maps whose other dimensions are ``shape[2:]`` (an expanded view, no copy)."""
+    index = classes.view(*classes.shape, *[1] * (len(shape) - 2))
+    return index.expand(-1, -1, *shape[2:])
 
 
 @torch.no_grad()
@@ -863,8 +869,7 @@ def _expand_classes(gmm: dict, classes: torch.Tensor, num_classes: int) -> dict:
             if classes.dim() == 1:
                 full.index_copy_(1, classes, values)
             else:  # per image; an image's slots hold distinct classes
-                index = classes.view(*classes.shape, *[1] * (values.dim() - 2))
-                full.scatter_(1, index.expand_as(values), values)
+                full.scatter_(1, _per_image_index(classes, values.shape), values)
             expanded[id(values)] = full
         return expanded[id(values)]
 
