@@ -184,23 +184,23 @@ def median_ratio(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
-def loss_table(args, device, precisions) -> None:
-    formats = {"NCHW": False, "channels_last": True}
+def _table_timer(args, device, backbone: str, *settings: str) -> StepTimer:
+    """The loss and terms tables' DeepLabV3+ (``--width`` decoder, ``--size`` crops, ``--batch``)
+    on ``backbone`` with ``settings``, then the user's ``--override``s."""
     width = f"model.model_args={{decoder_channels: {args.width}, aspp_channels: {args.width}}}"
     shape = [f"data.crop_size={args.size}", f"train.batch_size={args.batch}"]
+    return StepTimer(
+        [f"model.backbone={backbone}", width, *shape, *settings, *args.override],
+        args.classes,
+        device,
+        classes_per_image=args.classes_per_image,
+    )
+
+
+def loss_table(args, device, precisions) -> None:
+    formats = {"NCHW": False, "channels_last": True}
     timers = {
-        (backbone, gmm): StepTimer(
-            [
-                f"model.backbone={backbone}",
-                width,
-                *shape,
-                f"loss.enabled={str(gmm).lower()}",
-                *args.override,
-            ],
-            args.classes,
-            device,
-            classes_per_image=args.classes_per_image,
-        )
+        (backbone, gmm): _table_timer(args, device, backbone, f"loss.enabled={str(gmm).lower()}")
         for backbone in args.backbones
         for gmm in (False, True)
     }
@@ -267,25 +267,13 @@ def terms_table(args, device, precisions) -> None:
     minus L_seg alone; every variant once per round, call by call (``--term-calls`` rounds), on
     the first backbone's outputs for one batch, in bf16 (fp32 where the device has no bf16) and
     channels_last."""
-    width = f"model.model_args={{decoder_channels: {args.width}, aspp_channels: {args.width}}}"
-    shape = [f"data.crop_size={args.size}", f"train.batch_size={args.batch}"]
-    base = [f"model.backbone={args.backbones[0]}", width, *shape, *args.override]
+    backbone = args.backbones[0]
     precision = "bf16" if "bf16" in precisions else "fp32"
     timers = {
-        name: StepTimer(
-            [*base, "loss.enabled=true", *extra],
-            args.classes,
-            device,
-            classes_per_image=args.classes_per_image,
-        )
+        name: _table_timer(args, device, backbone, "loss.enabled=true", *extra)
         for name, extra in TERM_VARIANTS.items()
     }
-    timers["L_seg only"] = StepTimer(
-        [*base, "loss.enabled=false"],
-        args.classes,
-        device,
-        classes_per_image=args.classes_per_image,
-    )
+    timers["L_seg only"] = _table_timer(args, device, backbone, "loss.enabled=false")
     calls = {name: timer.loss_calls(precisions[precision], True) for name, timer in timers.items()}
     seconds = {name: [] for name in timers}
     for _ in range(args.term_calls):
@@ -293,7 +281,7 @@ def terms_table(args, device, precisions) -> None:
             seconds[name].append(call())
     plain = statistics.median(seconds["L_seg only"])
     print(
-        f"Terms table: AGMMLoss alone on a {args.backbones[0]} DeepLabV3+'s outputs "
+        f"Terms table: AGMMLoss alone on a {backbone} DeepLabV3+'s outputs "
         f"({args.width}-ch decoder, {args.size}x{args.size}, batch {args.batch}), K = "
         f"{args.classes} ({args.classes_per_image or 'all'} per image), {precision}, "
         f"channels_last; {_where(device)}; {args.term_calls} calls of each, interleaved"
