@@ -457,6 +457,17 @@ class AGMMLoss(nn.Module):
                 sq_dist, sigma = new.sq_dist, new.sigma
                 if self.stop_gradient:
                     sq_dist, sigma = sq_dist.detach(), sigma.detach()
+                if self._fused_self(probs, target):  # the same maths as below, one node
+                    terms["self"], fused_target = gmm_fn.product_target_bce(
+                        probs.flatten(2),
+                        sq_dist,
+                        sigma,
+                        present,
+                        None if weights is None else weights.flatten(1),
+                        within=self.self_target == "gmm_x_p_within",
+                    )
+                    gmm["self_target"] = fused_target.view_as(target)
+                    return self._weak_and_con_terms(gmm, logits, weak_labels, pixels, terms)
                 target = gmm_fn.product_target(
                     sq_dist,
                     sigma,
@@ -504,6 +515,30 @@ class AGMMLoss(nn.Module):
             terms["self"] = partial_cross_entropy(
                 logits, assigned, ignore_index=self.ignore_index, reduction=self.self_reduction
             )
+        return self._weak_and_con_terms(gmm, logits, weak_labels, pixels, terms)
+
+    def _fused_self(self, probs: torch.Tensor, target: torch.Tensor) -> bool:
+        """Whether L_self (G x P target, BCE) runs as one node, ``gmm_fn.product_target_bce``:
+        P on G's grid, the per-pair mean over the present classes."""
+        return (
+            probs.shape[-2:] == target.shape[-2:]
+            and self.self_loss == "bce"
+            and self.self_reduction == "pixel"
+            and self.self_classes == "present"
+        )
+
+    def _weak_and_con_terms(
+        self,
+        gmm: dict,
+        logits: torch.Tensor,
+        weak_labels: torch.Tensor,
+        pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        terms: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """``terms`` with L_weak and L_con added (when on)."""
+        present = gmm["present"]
+        new: gmm_fn.GMMParams = gmm["new"]
+        g_new = gmm["gmm_new"]
         rows = None  # d^2 as (B N, K') rows, shared by L_weak and L_con's gathers
         if self.use_weak or (self.use_con and self.con == "eq14"):
             rows = gmm_fn.position_rows(new.sq_dist)

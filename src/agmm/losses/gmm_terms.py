@@ -11,9 +11,9 @@ import torch
 
 from agmm.losses.segmentation import REDUCTIONS, Reduction, class_balanced_mean
 
-# log(p + _EPS): finite where G or P is exactly 0 or 1 (G = 1 at a one-pixel class's own pixel,
+# log(p + BCE_EPS): finite where G or P is exactly 0 or 1 (G = 1 at a one-pixel class's own pixel,
 # G = 0 for absent classes), and unlike clamping it keeps a gradient there.
-_EPS = 1e-6
+BCE_EPS = 1e-6
 
 
 def binary_cross_entropy(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -27,7 +27,7 @@ def _bce_log_likelihood(probs: torch.Tensor, target: torch.Tensor) -> torch.Tens
     nine and eleven (L_self runs it over every (position, class) pair)."""
     dtype = torch.promote_types(probs.dtype, target.dtype)  # lerp wants one dtype
     probs, target = probs.to(dtype), target.to(dtype)
-    return torch.lerp(torch.log1p(_EPS - probs), torch.log(probs + _EPS), target)
+    return torch.lerp(torch.log1p(BCE_EPS - probs), torch.log(probs + BCE_EPS), target)
 
 
 def self_supervision_loss(
@@ -71,10 +71,10 @@ def self_supervision_loss(
     mask = mask.expand_as(probs)
     positive = gmm_probs * mask
     negative = (1.0 - gmm_probs) * mask
-    pos_loss = (positive * -torch.log(probs + _EPS)).sum(dim=(2, 3))
-    neg_loss = (negative * -torch.log(1.0 - probs + _EPS)).sum(dim=(2, 3))
-    pos_mean = pos_loss / positive.sum(dim=(2, 3)).clamp_min(_EPS)
-    neg_mean = neg_loss / negative.sum(dim=(2, 3)).clamp_min(_EPS)
+    pos_loss = (positive * -torch.log(probs + BCE_EPS)).sum(dim=(2, 3))
+    neg_loss = (negative * -torch.log(1.0 - probs + BCE_EPS)).sum(dim=(2, 3))
+    pos_mean = pos_loss / positive.sum(dim=(2, 3)).clamp_min(BCE_EPS)
+    neg_mean = neg_loss / negative.sum(dim=(2, 3)).clamp_min(BCE_EPS)
     pairs = present.to(probs.dtype)
     return (0.5 * (pos_mean + neg_mean) * pairs).sum() / pairs.sum().clamp_min(1.0)
 
@@ -108,9 +108,9 @@ def confident_cross_entropy(
     selected = ((confidence >= threshold) & (confidence > 0)).to(probs.dtype)
     if weights is not None:
         selected = selected * weights.to(probs.dtype)
-    nll = -torch.log(probs.gather(1, labels.unsqueeze(1)).squeeze(1) + _EPS)
+    nll = -torch.log(probs.gather(1, labels.unsqueeze(1)).squeeze(1) + BCE_EPS)
     if reduction == "pixel":
-        return (nll * selected).sum() / selected.sum().clamp_min(_EPS) + probs.sum() * 0.0
+        return (nll * selected).sum() / selected.sum().clamp_min(BCE_EPS) + probs.sum() * 0.0
     per_class = class_balanced_mean(
         nll.flatten(), labels.flatten(), probs.shape[1], selected.flatten()
     )
