@@ -443,3 +443,40 @@ def test_product_target_bce_matches_the_two_steps(within, weighted):
         )[0],
         (sq_dist, sigma),
     )
+
+
+def test_weak_bce_at_pixels_matches_the_written_out_form():
+    from agmm.losses import weak_loss
+
+    gen = torch.Generator().manual_seed(14)
+    batch, classes, grid, image = 3, 5, (4, 5), (16, 20)
+    sq_dist = (torch.rand(batch, classes, 20, generator=gen) * 4).double().requires_grad_()
+    sigma = (torch.rand(batch, classes, generator=gen) + 0.3).double().requires_grad_()
+    labels = torch.randint(0, classes, (batch, *image), generator=gen)
+    labels[torch.rand(batch, *image, generator=gen) > 0.1] = 255
+    labels[2] = 255
+    labels[2, 0, 0] = 1  # an image with one click (at the border)
+    weights = gmm_fn.pool_labels(labels, classes, grid, dtype=torch.float64)
+    present = weights.sum(dim=2) > 0
+    present[0, 4] = True  # a component without a labeled pixel in the crop
+    pixels = (labels != 255).nonzero(as_tuple=True)
+    ids = labels[pixels]
+    fitted = gmm_fn.GMMParams(None, sigma, None, sq_dist, present)
+    rows = gmm_fn.position_rows(sq_dist)
+
+    def fused(rows, sigma):
+        return gmm_fn.weak_bce_at_pixels(rows, sigma, present, pixels, ids, grid, image)
+
+    def written(rows, sigma):
+        fit = fitted._replace(sigma=sigma)
+        g = gmm_fn.gmm_at_pixels(fit, *pixels, grid, image, sq_dist_rows=rows)
+        return weak_loss(g, ids, present[pixels[0]])
+
+    torch.testing.assert_close(fused(rows, sigma), written(rows, sigma))
+    for a, b in zip(
+        torch.autograd.grad(fused(rows, sigma), (sq_dist, sigma)),
+        torch.autograd.grad(written(rows, sigma), (sq_dist, sigma)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(fused, (rows.detach().requires_grad_(), sigma))

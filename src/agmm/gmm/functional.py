@@ -641,6 +641,77 @@ def gmm_at_pixels(
     return (probs * weights.unsqueeze(1)).view(4, -1, probs.shape[1]).sum(dim=0)
 
 
+def weak_bce_at_pixels(
+    sq_dist_rows: torch.Tensor,
+    sigma: torch.Tensor,
+    present: torch.Tensor,
+    pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    labels: torch.Tensor,
+    grid_size: tuple[int, int],
+    image_size: tuple[int, int],
+) -> torch.Tensor:
+    """L_weak (Eq. 12) as one autograd node: the BCE of G at the labeled pixels against their
+    one-hot labels, over the present classes of each pixel's image.
+
+    The same value and gradients as ``losses.weak_loss(gmm_at_pixels(...), labels,
+    present[batch_idx])`` with G = exp(-d^2 / (2 sigma^2)) (not the posteriors).
+    ``sq_dist_rows``: :func:`position_rows` of d^2, (B N, K); ``sigma``, ``present``: (B, K);
+    ``pixels``: the labeled pixels' (b, y, x), ``labels`` their class ids (L,). The ~80 small ops
+    of the written-out form (the Gaussians at 4 L corners, their blend, the BCE) are a dozen here,
+    and the backward is written out: with c = -1 / (2 sigma^2) and w the corners' weights,
+    dL/dd^2 = dL/dg w G c at each corner and dL/dsigma = sum dL/dg w G d^2 / sigma^3.
+    """
+    batch_idx, y_idx, x_idx = pixels
+    cells, weights = bilinear_corners(y_idx, x_idx, grid_size, image_size, sq_dist_rows.dtype)
+    images = batch_idx.repeat(4)
+    index = images * (grid_size[0] * grid_size[1]) + cells  # (4 L,) rows of the flat map
+    return _WeakBCE.apply(sq_dist_rows, sigma, present, index, images, weights, labels)
+
+
+class _WeakBCE(torch.autograd.Function):
+    """See :func:`weak_bce_at_pixels`."""
+
+    @staticmethod
+    def forward(ctx, rows, sigma, present, index, images, weights, labels):
+        corners = rows.index_select(0, index)  # (4 L, K) d^2
+        coef = (-0.5 / sigma.pow(2)).index_select(0, images)  # (4 L, K)
+        kept = present.index_select(0, images)  # (4 L, K)
+        gauss = (corners * coef).exp_().masked_fill_(~kept, 0.0)  # G, 0 for absent classes
+        num = labels.shape[0]
+        blend = (gauss * weights.unsqueeze(1)).view(4, num, rows.shape[1]).sum(dim=0)  # (L, K) g
+        pairs = kept[:num]  # the first block of corners is the pixels' own images
+        count = pairs.sum().clamp_min(1).to(rows.dtype)
+        own = blend.gather(1, labels.unsqueeze(1))[:, 0]  # g of each pixel's own class
+        own_kept = pairs.gather(1, labels.unsqueeze(1))[:, 0].to(rows.dtype)  # (always, in use)
+        # sum over present pairs of log(1 - g + eps), with log(g + eps) for the own class
+        negative = torch.log1p(BCE_EPS - blend).masked_fill_(~pairs, 0.0)
+        positive = torch.log(own + BCE_EPS) - torch.log1p(BCE_EPS - own)
+        total = negative.sum() + (positive * own_kept).sum()
+        ctx.save_for_backward(rows, sigma, index, images, weights, labels, corners, coef)
+        ctx.saved = (gauss, blend, own, own_kept, pairs, count)
+        return -total / count
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        rows, sigma, index, images, weights, labels, corners, coef = ctx.saved_tensors
+        gauss, blend, own, own_kept, pairs, count = ctx.saved
+        scale = -grad_loss / count
+        # d loss / d g: -1 / (1 - g + eps) on present pairs, 1 / (g + eps) at the own class
+        grad_blend = (1.0 + BCE_EPS - blend).reciprocal_().neg_().masked_fill_(~pairs, 0.0)
+        own_grad = (own + BCE_EPS).reciprocal() + (1.0 + BCE_EPS - own).reciprocal()
+        own_grad *= own_kept
+        grad_blend.scatter_add_(1, labels.unsqueeze(1), own_grad.unsqueeze(1))
+        grad_blend *= scale
+        grad_logit = grad_blend.repeat(4, 1).mul_(weights.unsqueeze(1)).mul_(gauss)  # (4 L, K)
+        grad_rows = grad_sigma = None
+        if ctx.needs_input_grad[0]:
+            grad_rows = torch.zeros_like(rows).index_add_(0, index, grad_logit * coef)
+        if ctx.needs_input_grad[1]:
+            grad_coef = torch.zeros_like(sigma).index_add_(0, images, grad_logit * corners)
+            grad_sigma = grad_coef / sigma.pow(3)
+        return grad_rows, grad_sigma, None, None, None, None, None
+
+
 def position_rows(maps: torch.Tensor) -> torch.Tensor:
     """(B, K, N) -> (B N, K): one row per position, for gathering the positions of labeled
     pixels with ``index_select`` (rows of K contiguous values; its backward is an ``index_add``

@@ -542,8 +542,19 @@ class AGMMLoss(nn.Module):
         rows = None  # d^2 as (B N, K') rows, shared by L_weak and L_con's gathers
         if self.use_weak or (self.use_con and self.con == "eq14"):
             rows = gmm_fn.position_rows(new.sq_dist)
-        if self.use_weak:
-            # G at the labeled pixels only: bilinear samples of the feature grid, exact and O(labels).
+        if self.use_weak and not self.posterior:
+            # G at the labeled pixels only (bilinear samples of the feature grid, exact and
+            # O(labels)) and its BCE, as one autograd node
+            terms["weak"] = gmm_fn.weak_bce_at_pixels(
+                rows,
+                new.sigma,
+                present,
+                pixels,
+                weak_labels[pixels].long(),
+                tuple(g_new.shape[-2:]),
+                tuple(logits.shape[-2:]),
+            )
+        elif self.use_weak:
             b_idx, y_idx, x_idx = pixels
             g_at_labels = gmm_fn.gmm_at_pixels(
                 new,
