@@ -11,6 +11,7 @@ are one ``bmm`` (``sqeuclid``) or one ``cdist`` (``l1``), and labels are pooled 
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, NamedTuple
 
 import torch
@@ -359,8 +360,10 @@ class _ProductTargetBCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, probs, sq_dist, sigma, present, weights, within):
         coef = -0.5 / sigma.pow(2)
-        log_p = probs.clamp_min(1e-12).log_()
-        target = _present_softmax(log_gaussians(sq_dist, sigma, present, offset=log_p), present)
+        # log_gaussians(sq_dist, sigma, present, offset=log P), in place on log P
+        logits = probs.clamp_min(1e-12).log_().addcmul_(sq_dist, coef.unsqueeze(2))
+        logits.masked_fill_(~present.unsqueeze(2), float("-inf"))
+        target = _present_softmax(logits, present)
         unscaled, ctx.mass = target, None
         if within:  # times P's mass on the present classes, a constant
             ctx.mass = (probs * present.unsqueeze(2).to(probs.dtype)).sum(dim=1, keepdim=True)
@@ -730,19 +733,28 @@ def bilinear_corners(
     """The four grid cells around each of L pixels and their bilinear weights (align_corners=False,
     PyTorch's clamping at the borders): ``(cells (4 L,) as y * w + x, weights (4 L,))``, in the
     order top-left, top-right, bottom-left, bottom-right, each block of L in the pixels' order.
-    The coordinates and weights are computed in ``dtype``."""
-    coords = torch.stack([y_idx, x_idx]).to(dtype)  # (2, L): both axes at once
-    scale = torch.tensor(
-        [[grid_size[0] / image_size[0]], [grid_size[1] / image_size[1]]], dtype=dtype
-    )
-    last = torch.tensor([[grid_size[0] - 1], [grid_size[1] - 1]], device=coords.device)
+    The coordinates and weights are computed in ``dtype``. Each axis is a lookup in a table of
+    every pixel coordinate (:func:`_axis_corners`, built once per size): a few ops per call
+    where the arithmetic on the L coordinates took two dozen."""
+    cells_y, weights_y = _axis_corners(grid_size[0], image_size[0], dtype, y_idx.device)
+    cells_x, weights_x = _axis_corners(grid_size[1], image_size[1], dtype, x_idx.device)
+    rows, cols = cells_y.index_select(1, y_idx), cells_x.index_select(1, x_idx)  # (2, L) each
+    cells = (rows.unsqueeze(1) * grid_size[1] + cols.unsqueeze(0)).reshape(-1)
+    weights = weights_y.index_select(1, y_idx).unsqueeze(1) * weights_x.index_select(1, x_idx)
+    return cells, weights.reshape(-1)
+
+
+@functools.lru_cache(maxsize=32)
+def _axis_corners(
+    cells: int, pixels: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every pixel coordinate 0..pixels-1 of one axis, its two grid cells (2, pixels) (low,
+    high) and their bilinear weights (2, pixels) (1 - frac, frac), align_corners=False. Read-only
+    (cached)."""
+    coords = torch.arange(pixels, device=device).to(dtype)
     # Source coordinate of align_corners=False, clamped at 0 as PyTorch's bilinear kernel does.
-    src = ((coords + 0.5) * scale.to(coords.device) - 0.5).clamp_min(0.0)
+    src = ((coords + 0.5) * torch.tensor(cells / pixels, dtype=dtype) - 0.5).clamp_min(0.0)
     low = src.floor()
     frac = src - low
-    low = torch.minimum(low.long(), last)
-    rows_cols = torch.stack([low, torch.minimum(low + 1, last)], dim=1)  # (2 axes, 2, L)
-    weights = torch.stack([1.0 - frac, frac], dim=1)  # (2 axes, 2, L)
-    cells = (rows_cols[0, :, None] * grid_size[1] + rows_cols[1, None, :]).reshape(-1)
-    weights = (weights[0, :, None] * weights[1, None, :]).reshape(-1)
-    return cells, weights
+    low = low.long().clamp_max(cells - 1)
+    return torch.stack([low, (low + 1).clamp_max(cells - 1)]), torch.stack([1.0 - frac, frac])
