@@ -499,3 +499,40 @@ def test_bad_label_values_are_found(values, dtype, expected):
 
     labels = torch.tensor(values, dtype=dtype).view(1, 1, -1)
     assert _bad_label(labels, K, 255) == expected
+
+
+@pytest.mark.parametrize("use_gmm", [False, True])
+def test_with_coarse_logits_no_gradient_reaches_the_full_resolution_logits(use_gmm):
+    """Sparse labels: L_seg samples its labeled logits from ``coarse_logits`` (and L_self pools
+    them), so the full-resolution logits need no gradient; the coarse ones get it all."""
+    features, _, labels = make_batch(seed=4)
+    coarse = torch.randn(2, K, 4, 3, dtype=torch.float64, requires_grad=True)
+    logits = F.interpolate(coarse.detach(), size=(16, 12), mode="bilinear", align_corners=False)
+    logits.requires_grad_()
+    out = make_loss()(features, logits, labels, coarse_logits=coarse, use_gmm=use_gmm)
+    out["loss"].backward()
+    assert logits.grad is None
+    assert coarse.grad is not None and coarse.grad.abs().sum() > 0
+    expected = F.cross_entropy(logits.detach(), labels, ignore_index=255)
+    assert out["terms"]["seg"].item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_coarse_samples_for_l_seg_are_float32_under_bf16():
+    features, _, labels = make_batch(seed=5)
+    coarse = torch.randn(2, K, 4, 3, dtype=torch.float64)
+    logits = F.interpolate(coarse, size=(16, 12), mode="bilinear", align_corners=False)
+    criterion = make_loss().float()
+    out = criterion(
+        features.float(),
+        logits.bfloat16(),
+        labels,
+        coarse_logits=coarse.bfloat16(),
+        use_gmm=False,
+    )
+    expected = F.cross_entropy(
+        F.interpolate(coarse.bfloat16().double(), size=(16, 12), mode="bilinear"),
+        labels,
+        ignore_index=255,
+    )
+    assert out["terms"]["seg"].dtype == torch.float32
+    assert out["terms"]["seg"].item() == pytest.approx(expected.item(), rel=1e-5)

@@ -597,19 +597,24 @@ def sample_at_pixels(
     y_idx: torch.Tensor,
     x_idx: torch.Tensor,
     image_size: tuple[int, int],
+    *,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Bilinear value of a (B, K, h, w) map at pixels of an (H, W) image: returns (L, K).
 
     Equal to ``F.interpolate(grid, image_size, mode="bilinear", align_corners=False)[b, :, y, x]``
     but only for the L requested pixels, so sparse labels cost O(L K) instead of O(B K H W). The
     four corners of every pixel are one ``index_select`` of the (B h w, K) rows, whose backward is
-    one ``index_add`` (four advanced-index gathers cost 1.6x more, forward + backward).
+    one ``index_add`` (four advanced-index gathers cost 1.6x more, forward + backward). The blend
+    is computed in ``dtype`` (default: the grid's), e.g. float32 samples of a bf16 map.
     """
     _, channels, cells_h, cells_w = grid.shape
-    cells, weights = bilinear_corners(y_idx, x_idx, (cells_h, cells_w), image_size, grid.dtype)
+    dtype = dtype or grid.dtype
+    cells, weights = bilinear_corners(y_idx, x_idx, (cells_h, cells_w), image_size, dtype)
     index = batch_idx.repeat(4) * (cells_h * cells_w) + cells  # (4 L,) rows of the map
     values = grid.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, index)  # (4 L, K)
-    return (values * weights.unsqueeze(1)).view(4, -1, channels).sum(dim=0)
+    blended = values.to(dtype) * weights.unsqueeze(1)
+    return blended.view(4, batch_idx.shape[0], channels).sum(dim=0)
 
 
 def gmm_at_pixels(

@@ -381,6 +381,20 @@ class AGMMLoss(nn.Module):
             kernel = (logits.shape[2] // features.shape[2], logits.shape[3] // features.shape[3])
             pooled, pooled_weights, rows = pool_and_gather(logits, kernel, pixels, valid_mask)
             pooled_logits = (pooled, pooled_weights)
+        if (
+            rows is None
+            and coarse_logits is not None
+            and labels_are_sparse(pixels[0].numel(), logits[:, 0].numel())
+        ):
+            # L_seg's labeled logits as bilinear samples of the coarse logits (the same values):
+            # no gradient reaches the full-resolution logits, whose zero-filled (B, K, H, W)
+            # gradient and upsampling backward cost more than the rest of L_seg
+            rows = gmm_fn.sample_at_pixels(
+                coarse_logits,
+                *pixels,
+                tuple(logits.shape[-2:]),
+                dtype=torch.promote_types(coarse_logits.dtype, torch.float32),
+            )
         terms = {}
         terms["seg"] = partial_cross_entropy(
             logits,
