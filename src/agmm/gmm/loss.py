@@ -367,11 +367,12 @@ class AGMMLoss(nn.Module):
             ``gmm_old`` / ``gmm_new`` (B, K, h, w) detached, ``present`` (B, K) bool, and
             ``self_target`` (B, K, h', w') detached, L_self's target, when L_self uses G.
         """
-        self._validate(features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes)
+        # the labeled pixels, found once for L_seg, the E-step and L_weak (and the value check)
+        pixels = self._validate(
+            features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes
+        )
         if coarse_logits is not None:
             _check_coarse_logits(coarse_logits, features, logits)
-        # The labeled pixels, found once for L_seg, the E-step and L_weak.
-        pixels = (weak_labels != self.ignore_index).nonzero(as_tuple=True)
         gmm_on = self.use_gmm if use_gmm is None else use_gmm
         pooled_logits = rows = None
         if gmm_on and self._pools_coarse(coarse_logits, logits, valid_mask):
@@ -699,8 +700,9 @@ class AGMMLoss(nn.Module):
 
     def _validate(
         self, features, logits, weak_labels, tags, cls_logits, valid_mask, image_classes=None
-    ) -> None:
-        """Check shapes, dtypes and label values; the error says which argument and what was expected."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Check shapes, dtypes and label values; the error says which argument and what was
+        expected. Returns the labeled pixels' ``(b, y, x)`` indices."""
         _check_tensor("features", features, ndim=4, floating=True)
         _check_tensor("logits", logits, ndim=4, floating=True)
         _check_tensor("weak_labels", weak_labels, ndim=3, floating=False)
@@ -724,7 +726,8 @@ class AGMMLoss(nn.Module):
                 f"features: spatial size {tuple(features.shape[2:])} is larger than the label "
                 f"size {tuple(logits.shape[2:])}"
             )
-        value = _bad_label(weak_labels, self.num_classes, self.ignore_index)
+        pixels = (weak_labels != self.ignore_index).nonzero(as_tuple=True)
+        value = _bad_label(weak_labels, self.num_classes, self.ignore_index, pixels)
         if value is not None:
             raise ValueError(
                 f"weak_labels: value {value} is not a class id in [0, {self.num_classes}) "
@@ -746,6 +749,7 @@ class AGMMLoss(nn.Module):
                     f"valid_mask: expected a bool tensor of shape {tuple(weak_labels.shape)}, "
                     f"got {valid_mask.dtype} {tuple(valid_mask.shape)}"
                 )
+        return pixels
 
 
 def pool_and_gather(
@@ -846,13 +850,22 @@ class _CellMeans(torch.autograd.Function):
     @staticmethod
     def forward(ctx, coarse_logits, taps):
         ctx.taps = taps
+        ctx.dtype = coarse_logits.dtype
+        ctx.memory_format = (
+            torch.channels_last
+            if coarse_logits.is_contiguous(memory_format=torch.channels_last)
+            and not coarse_logits.is_contiguous()
+            else torch.contiguous_format
+        )
         values = coarse_logits.to(torch.promote_types(coarse_logits.dtype, torch.float32))
         return _three_tap(_three_tap(values, taps[0], 2), taps[1], 3)
 
     @staticmethod
     def backward(ctx, grad):
         grad = _three_tap(_three_tap(grad, ctx.taps[0], 2), ctx.taps[1], 3)
-        return grad, None
+        # in the coarse logits' dtype and layout in one copy (the classifier's backward wants
+        # them so; autograd would cast, and the convolution then re-lay it out)
+        return grad.to(ctx.dtype, memory_format=ctx.memory_format), None
 
 
 def _three_tap(x: torch.Tensor, side: float, dim: int) -> torch.Tensor:
@@ -1022,27 +1035,22 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def _bad_label(weak_labels: torch.Tensor, num_classes: int, ignore_index: int) -> int | None:
-    """A value of ``weak_labels`` that is neither a class id nor ``ignore_index``, or None.
-
-    Two passes (min / max, then a histogram of the values when the maximum is not a class id)
-    instead of five element-wise comparisons over the (B, H, W) labels at every step.
-    """
-    if weak_labels.numel() == 0:
+def _bad_label(
+    weak_labels: torch.Tensor, num_classes: int, ignore_index: int, pixels=None
+) -> int | None:
+    """The smallest value of ``weak_labels`` that is neither a class id nor ``ignore_index``, or
+    None. ``pixels``: the labeled pixels' indices (``(weak_labels != ignore_index).nonzero(
+    as_tuple=True)``), if at hand: only their values are checked, a few hundred with clicks
+    instead of the whole (B, H, W) map."""
+    if pixels is None:
+        pixels = (weak_labels != ignore_index).nonzero(as_tuple=True)
+    values = weak_labels[pixels]
+    if values.numel() == 0:
         return None
-    low, high = (int(v) for v in torch.aminmax(weak_labels))
-    if low < 0:
-        return low
-    if high < num_classes:
+    low, high = (int(v) for v in torch.aminmax(values))
+    if low >= 0 and high < num_classes:
         return None
-    if high > max(ignore_index, num_classes - 1):
-        return high
-    counts = torch.bincount(weak_labels.reshape(-1), minlength=high + 1)
-    counts[:num_classes] = 0
-    if 0 <= ignore_index < len(counts):
-        counts[ignore_index] = 0
-    bad = counts.nonzero()
-    return int(bad[0]) if len(bad) else None
+    return int(values[(values < 0) | (values >= num_classes)].min())
 
 
 def _check_coarse_logits(
