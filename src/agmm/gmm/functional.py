@@ -168,7 +168,8 @@ class _SqEuclidMoments(torch.autograd.Function):
         mass = resp.sum(dim=2)
         safe_mass = mass.clamp_min(_EPS)
         mu = torch.bmm(resp, rows).div_(safe_mass.unsqueeze(2))
-        feat_sq = rows.pow(2).sum(dim=2).div_(channels)  # (B, N)
+        # |f|^2 as a norm: one read of the features, where pow + sum writes and reads a copy
+        feat_sq = torch.linalg.vector_norm(rows, dim=2).square_().div_(channels)  # (B, N)
         mu_sq = mu.pow(2).sum(dim=2, keepdim=True).div_(channels)  # (B, K, 1)
         sq_dist = torch.baddbmm(mu_sq, mu, rows.transpose(1, 2), alpha=-2.0 / channels)
         sq_dist.add_(feat_sq.unsqueeze(1)).clamp_(min=0.0)  # rounding can go below 0

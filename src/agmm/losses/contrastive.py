@@ -25,17 +25,41 @@ def contrastive_loss(
     present_rows = present[batch_idx].to(sq_dist.dtype)
     if sq_dist_rows is None:
         sq_dist_rows = sq_dist.transpose(1, 2).reshape(-1, sq_dist.shape[1])
-    labeled = sq_dist_rows.index_select(0, batch_idx * sq_dist.shape[2] + cell_idx)
-    similarity = torch.exp(-labeled) * present_rows  # 0 for absent centres
-    positive_sum = (weights * (1.0 - similarity)).sum()
-    # Negatives of a class-k pixel: every present centre j != k, i.e. the row sum minus itself.
-    others = similarity.sum(dim=1, keepdim=True) - similarity  # (L, K)
-    negative_sum = (weights * others).sum()
-    other_centres = (present_rows.sum(dim=1) - 1).clamp_min(0)  # (L,)
-    negative_count = (weights.sum(dim=1) * other_centres).sum()
-    return positive_sum / weights.sum().clamp_min(1e-8) + negative_sum / negative_count.clamp_min(
-        1e-8
-    )
+    index = batch_idx * sq_dist.shape[2] + cell_idx
+    return _ContrastiveRows.apply(sq_dist_rows, index, weights, present_rows)
+
+
+class _ContrastiveRows(torch.autograd.Function):
+    """Eq. 14 on the gathered rows as one autograd node: ``(rows (B N, K), index (L,), weights
+    (L, K), present_rows (L, K)) -> loss``. With s = exp(-d^2) on present centres, w the label
+    weights, W = sum w, w_l = sum_k w_lk and n the negative pairs' weight:
+    loss = sum w (1 - s) / W + sum_l (w_l sum_k s_lk - sum_k w_lk s_lk) / n, so
+    dloss / dd^2_lk = s_lk (w_lk / W - (w_l - w_lk) / n), added back into the rows."""
+
+    @staticmethod
+    def forward(ctx, rows, index, weights, present_rows):
+        labeled = rows.index_select(0, index)
+        similarity = torch.exp(-labeled).mul_(present_rows)  # 0 for absent centres
+        mass = weights.sum()
+        total = mass.clamp_min(1e-8)
+        per_pixel = weights.sum(dim=1)  # (L,)
+        own = (weights * similarity).sum()
+        # Negatives of a class-k pixel: every present centre j != k (the row sum minus itself).
+        other_centres = (present_rows.sum(dim=1) - 1).clamp_min(0)  # (L,)
+        count = (per_pixel * other_centres).sum().clamp_min(1e-8)
+        negative = (per_pixel * similarity.sum(dim=1)).sum() - own
+        ctx.save_for_backward(index, weights, similarity, per_pixel, total, count)
+        ctx.rows_shape = rows.shape
+        return (mass - own) / total + negative / count
+
+    @staticmethod
+    def backward(ctx, grad):
+        index, weights, similarity, per_pixel, total, count = ctx.saved_tensors
+        # d loss / d s, then d s / d d^2 = -s
+        grad_sim = (per_pixel.unsqueeze(1) - weights) / count - weights / total
+        grad_labeled = grad_sim.mul_(similarity).mul_(-grad)
+        grad_rows = grad_labeled.new_zeros(ctx.rows_shape).index_add_(0, index, grad_labeled)
+        return grad_rows, None, None, None
 
 
 def centre_contrastive_loss(centre_sq_dist: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

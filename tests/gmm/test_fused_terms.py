@@ -1,5 +1,6 @@
-"""L_self with the G x P target as one autograd node (``product_target_bce``) inside AGMMLoss:
-the same loss, terms, gradients and target as the two-step computation."""
+"""GMM terms computed as one autograd node each: L_self with the G x P target
+(``product_target_bce``) inside AGMMLoss, and L_con (Eq. 14) on the gathered rows; the same
+values and gradients as the written-out computations."""
 
 from __future__ import annotations
 
@@ -78,3 +79,50 @@ def test_other_self_settings_keep_the_two_steps(options, monkeypatch):
     monkeypatch.setattr(gmm_fn, "product_target_bce", None)  # would raise if called
     out = criterion(features, logits, labels, valid_mask=valid)
     assert torch.isfinite(out["loss"])
+
+
+def _contrastive_written_out(sq_dist, label_weights, present):
+    """Eq. 14 written out with autograd (the form before the fused node)."""
+    batch_idx, cell_idx = (label_weights.sum(dim=1) > 0).nonzero(as_tuple=True)
+    weights = label_weights[batch_idx, :, cell_idx]
+    present_rows = present[batch_idx].to(sq_dist.dtype)
+    labeled = sq_dist[batch_idx, :, cell_idx]
+    similarity = torch.exp(-labeled) * present_rows
+    positive_sum = (weights * (1.0 - similarity)).sum()
+    others = similarity.sum(dim=1, keepdim=True) - similarity
+    negative_sum = (weights * others).sum()
+    other_centres = (present_rows.sum(dim=1) - 1).clamp_min(0)
+    negative_count = (weights.sum(dim=1) * other_centres).sum()
+    return positive_sum / weights.sum().clamp_min(1e-8) + negative_sum / negative_count.clamp_min(
+        1e-8
+    )
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_contrastive_rows_match_the_written_out_form(empty):
+    from agmm.losses import contrastive_loss
+
+    gen = torch.Generator().manual_seed(15)
+    batch, classes, grid = 3, 5, (4, 5)
+    sq_dist = (torch.rand(batch, classes, 20, generator=gen) * 3).double().requires_grad_()
+    labels = torch.randint(0, classes, (batch, 16, 20), generator=gen)
+    labels[torch.rand(batch, 16, 20, generator=gen) > (0.0 if empty else 0.05)] = 255
+    weights = gmm_fn.pool_labels(labels, classes, grid, dtype=torch.float64)
+    present = weights.sum(dim=2) > 0
+    present[1, 0] = True  # a component without labels in the crop: a negative only
+    fused = contrastive_loss(sq_dist, weights, present)
+    written = _contrastive_written_out(sq_dist, weights, present)
+    torch.testing.assert_close(fused, written)
+    if empty:
+        assert fused.item() == 0.0
+        return
+    rows = gmm_fn.position_rows(sq_dist)
+    torch.testing.assert_close(
+        contrastive_loss(sq_dist, weights, present, sq_dist_rows=rows), written
+    )
+    torch.testing.assert_close(
+        torch.autograd.grad(fused, sq_dist)[0], torch.autograd.grad(written, sq_dist)[0]
+    )
+    assert torch.autograd.gradcheck(
+        lambda d: contrastive_loss(d, weights, present), (sq_dist.detach().requires_grad_(),)
+    )
