@@ -120,20 +120,8 @@ def _assert_same_as_all_classes(criterion, features, logits, labels, valid):
     """AGMMLoss on the batch as it fits it and with the mixture over all K classes: the same loss,
     terms, gradients (features, logits, squeeze) and maps. Returns the fitted run's outputs."""
 
-    def run(compress: bool):
-        feats = features.clone().requires_grad_()
-        logs = logits.clone().requires_grad_()
-        criterion.zero_grad()
-        if not compress:
-            criterion._batch_classes = lambda *args: None
-        try:
-            out = criterion(feats, logs, labels, valid_mask=valid)
-        finally:
-            criterion.__dict__.pop("_batch_classes", None)
-        out["loss"].backward()
-        return out, feats.grad, logs.grad, criterion.squeeze.weight.grad.clone()
-
-    compressed, full = run(True), run(False)
+    compressed = run_patched(criterion, features, logits, labels, valid)
+    full = run_patched(criterion, features, logits, labels, valid, "_batch_classes", None)
     torch.testing.assert_close(compressed[0]["loss"], full[0]["loss"], rtol=1e-10, atol=1e-12)
     for name in ("seg", "self", "weak", "con"):
         torch.testing.assert_close(compressed[0]["terms"][name], full[0]["terms"][name])
@@ -144,3 +132,20 @@ def _assert_same_as_all_classes(criterion, features, logits, labels, valid):
             assert compressed[0][key].shape == full[0][key].shape
             torch.testing.assert_close(compressed[0][key], full[0][key], rtol=1e-9, atol=1e-12)
     return compressed[0]
+
+
+def run_patched(criterion, features, logits, labels, valid, method=None, result=None):
+    """Forward + backward of ``criterion`` with ``method`` (a name, optional) patched to return
+    ``result``: ``(outputs, features' grad, logits' grad, squeeze weight grad or None)``."""
+    feats = features.clone().requires_grad_()
+    logs = logits.clone().requires_grad_()
+    criterion.zero_grad()
+    if method is not None:
+        setattr(criterion, method, lambda *args: result)
+    try:
+        out = criterion(feats, logs, labels, valid_mask=valid)
+    finally:
+        criterion.__dict__.pop(method, None)
+    out["loss"].backward()
+    squeeze_grad = criterion.squeeze.weight.grad  # None with stop_gradient
+    return out, feats.grad, logs.grad, None if squeeze_grad is None else squeeze_grad.clone()

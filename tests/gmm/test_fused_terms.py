@@ -9,7 +9,7 @@ import torch
 
 from agmm import AGMMLoss
 from agmm.gmm import functional as gmm_fn
-from tests.gmm.test_batch_classes import make_batch, make_sparse_batch
+from tests.gmm.test_batch_classes import make_batch, make_sparse_batch, run_patched
 
 FUSED_OPTIONS = [
     {},
@@ -18,21 +18,6 @@ FUSED_OPTIONS = [
     {"oem_steps": 1, "responsibilities": "soft"},
     {"self_pooling": "probs"},
 ]
-
-
-def _run(criterion, features, logits, labels, valid, *, fused: bool):
-    feats = features.clone().requires_grad_()
-    logs = logits.clone().requires_grad_()
-    criterion.zero_grad()
-    if not fused:
-        criterion._fused_self = lambda *args: False
-    try:
-        out = criterion(feats, logs, labels, valid_mask=valid)
-    finally:
-        criterion.__dict__.pop("_fused_self", None)
-    out["loss"].backward()
-    squeeze_grad = criterion.squeeze.weight.grad  # None with stop_gradient
-    return out, feats.grad, logs.grad, None if squeeze_grad is None else squeeze_grad.clone()
 
 
 @pytest.mark.parametrize("sparse", [False, True])  # K' classes, or per-image slots
@@ -49,10 +34,10 @@ def test_fused_self_term_changes_nothing(options, sparse, monkeypatch):
         gmm_fn, "product_target_bce", lambda *a, **k: calls.append(1) or fused_fn(*a, **k)
     )
 
-    fused = _run(criterion, features, logits, labels, valid, fused=True)
+    fused = run_patched(criterion, features, logits, labels, valid)
     assert calls, "the fused L_self was not used"
     calls.clear()
-    plain = _run(criterion, features, logits, labels, valid, fused=False)
+    plain = run_patched(criterion, features, logits, labels, valid, "_fused_self", False)
     assert not calls
     torch.testing.assert_close(fused[0]["loss"], plain[0]["loss"], rtol=1e-10, atol=1e-12)
     for name in ("seg", "self", "weak", "con"):
