@@ -111,3 +111,28 @@ def test_contrastive_rows_match_the_written_out_form(empty):
     assert torch.autograd.gradcheck(
         lambda d: contrastive_loss(d, weights, present), (sq_dist.detach().requires_grad_(),)
     )
+
+
+def test_fused_terms_stay_float32_under_autocast():
+    """The GMM's single-node terms run in their inputs' float32 inside bf16 autocast (the loss
+    calls them there): the same values as outside it."""
+    from agmm.losses import contrastive_loss
+
+    gen = torch.Generator().manual_seed(16)
+    probs = torch.softmax(torch.randn(2, 4, 12, generator=gen), dim=1)
+    sq_dist = torch.rand(2, 4, 12, generator=gen) * 3
+    sigma = torch.rand(2, 4, generator=gen) + 0.3
+    present = torch.ones(2, 4, dtype=torch.bool)
+    weights = torch.rand(2, 12, generator=gen)  # padded cells
+    label_weights = (torch.rand(2, 4, 12, generator=gen) > 0.8).float()
+
+    def terms():
+        self_loss, target = gmm_fn.product_target_bce(probs, sq_dist, sigma, present, weights)
+        return self_loss, target, contrastive_loss(sq_dist, label_weights, present)
+
+    plain = terms()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = terms()
+    for a, b in zip(mixed, plain, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -378,7 +378,7 @@ class _ProductTargetBCE(torch.autograd.Function):
             count = pairs.sum() * probs.shape[2]
         else:
             weights = weights.to(probs.dtype)
-            per_pair = torch.bmm(log_likelihood, weights.unsqueeze(2))[:, :, 0]
+            per_pair = (log_likelihood * weights.unsqueeze(1)).sum(dim=2)  # no bmm: autocast
             count = (pairs * weights.sum(dim=1, keepdim=True)).sum()
         count = count.clamp_min(1.0)
         loss = -(per_pair * pairs).sum() / count
