@@ -241,9 +241,8 @@ def fit_components(
     else:
         mass = responsibilities.sum(dim=2)  # (B, K)
         safe_mass = mass.clamp_min(_EPS)
-        mu = torch.bmm(responsibilities, feats.transpose(1, 2)) / safe_mass.unsqueeze(
-            2
-        )  # (B, K, C)
+        # (B, K, C)
+        mu = torch.bmm(responsibilities, feats.transpose(1, 2)) / safe_mass.unsqueeze(2)
         sq_dist = squared_distance(feats, mu, distance)  # (B, K, N)
         scatter = (responsibilities * sq_dist).sum(dim=2)  # (B, K): m_k v_k
     variance = scatter / safe_mass
@@ -281,6 +280,11 @@ def gmm_posteriors(
     return _present_softmax(log_gaussians(sq_dist, sigma, present), present)
 
 
+def gaussian_coef(sigma: torch.Tensor) -> torch.Tensor:
+    """-1 / (2 sigma^2), the factor of d^2 in log g (Eq. 4): the same shape as ``sigma``."""
+    return -0.5 / sigma.pow(2)
+
+
 def log_gaussians(
     sq_dist: torch.Tensor,
     sigma: torch.Tensor,
@@ -294,7 +298,7 @@ def log_gaussians(
     is a product and a sum, where a division by the (B, K, 1) variances and a mask each cost
     several passes over the (B, K, N) tensors.
     """
-    coef = -0.5 / sigma.pow(2).unsqueeze(2)  # (B, K, 1)
+    coef = gaussian_coef(sigma).unsqueeze(2)  # (B, K, 1)
     bias = torch.zeros_like(coef).masked_fill_(~present.unsqueeze(2), float("-inf"))
     if offset is not None:
         bias = offset.detach() + bias
@@ -360,7 +364,7 @@ class _ProductTargetBCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, probs, sq_dist, sigma, present, weights, within):
-        coef = -0.5 / sigma.pow(2)
+        coef = gaussian_coef(sigma)
         # log_gaussians(sq_dist, sigma, present, offset=log P), in place on log P
         logits = probs.clamp_min(1e-12).log_().addcmul_(sq_dist, coef.unsqueeze(2))
         logits.masked_fill_(~present.unsqueeze(2), float("-inf"))
@@ -611,11 +615,11 @@ def sample_at_pixels(
     """
     _, channels, cells_h, cells_w = grid.shape
     dtype = dtype or grid.dtype
-    cells, weights = bilinear_corners(y_idx, x_idx, (cells_h, cells_w), image_size, dtype)
-    index = batch_idx.repeat(4) * (cells_h * cells_w) + cells  # (4 L,) rows of the map
+    index, _, weights = bilinear_corners(
+        batch_idx, y_idx, x_idx, (cells_h, cells_w), image_size, dtype
+    )
     values = grid.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, index)  # (4 L, K)
-    blended = values.to(dtype) * weights.unsqueeze(1)
-    return blended.view(4, batch_idx.shape[0], channels).sum(dim=0)
+    return blend_corners(values.to(dtype), weights)
 
 
 def gmm_at_pixels(
@@ -638,16 +642,14 @@ def gmm_at_pixels(
     :func:`position_rows` of ``fitted.sq_dist``, if the caller has it.
     """
     dtype = fitted.sq_dist.dtype
-    cells, weights = bilinear_corners(y_idx, x_idx, grid_size, image_size, dtype)
-    images = batch_idx.repeat(4)
+    index, images, weights = bilinear_corners(batch_idx, y_idx, x_idx, grid_size, image_size, dtype)
     if sq_dist_rows is None:
         sq_dist_rows = position_rows(fitted.sq_dist)
-    positions = fitted.sq_dist.shape[2]
-    sq_dist = sq_dist_rows.index_select(0, images * positions + cells).unsqueeze(2)  # (4 L, K, 1)
+    sq_dist = sq_dist_rows.index_select(0, index).unsqueeze(2)  # (4 L, K, 1)
     predict = gmm_posteriors if posterior else gmm_probabilities
     sigma = fitted.sigma.index_select(0, images)  # not sigma[images]: same slow backward
     probs = predict(sq_dist, sigma, fitted.present.index_select(0, images))[:, :, 0]  # (4 L, K)
-    return (probs * weights.unsqueeze(1)).view(4, -1, probs.shape[1]).sum(dim=0)
+    return blend_corners(probs, weights)
 
 
 def weak_bce_at_pixels(
@@ -670,10 +672,7 @@ def weak_bce_at_pixels(
     and the backward is written out: with c = -1 / (2 sigma^2) and w the corners' weights,
     dL/dd^2 = dL/dg w G c at each corner and dL/dsigma = sum dL/dg w G d^2 / sigma^3.
     """
-    batch_idx, y_idx, x_idx = pixels
-    cells, weights = bilinear_corners(y_idx, x_idx, grid_size, image_size, sq_dist_rows.dtype)
-    images = batch_idx.repeat(4)
-    index = images * (grid_size[0] * grid_size[1]) + cells  # (4 L,) rows of the flat map
+    index, images, weights = bilinear_corners(*pixels, grid_size, image_size, sq_dist_rows.dtype)
     return _WeakBCE.apply(sq_dist_rows, sigma, present, index, images, weights, labels)
 
 
@@ -683,12 +682,11 @@ class _WeakBCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows, sigma, present, index, images, weights, labels):
         corners = rows.index_select(0, index)  # (4 L, K) d^2
-        coef = (-0.5 / sigma.pow(2)).index_select(0, images)  # (4 L, K)
+        coef = gaussian_coef(sigma).index_select(0, images)  # (4 L, K)
         kept = present.index_select(0, images)  # (4 L, K)
         gauss = (corners * coef).exp_().masked_fill_(~kept, 0.0)  # G, 0 for absent classes
-        num = labels.shape[0]
-        blend = (gauss * weights.unsqueeze(1)).view(4, num, rows.shape[1]).sum(dim=0)  # (L, K) g
-        pairs = kept[:num]  # the first block of corners is the pixels' own images
+        blend = blend_corners(gauss, weights)  # (L, K) g
+        pairs = kept[: labels.shape[0]]  # the first block of corners is the pixels' own images
         count = pairs.sum().clamp_min(1).to(rows.dtype)
         own = blend.gather(1, labels.unsqueeze(1))[:, 0]  # g of each pixel's own class
         own_kept = pairs.gather(1, labels.unsqueeze(1))[:, 0].to(rows.dtype)  # (always, in use)
@@ -730,24 +728,33 @@ def position_rows(maps: torch.Tensor) -> torch.Tensor:
 
 
 def bilinear_corners(
+    batch_idx: torch.Tensor,
     y_idx: torch.Tensor,
     x_idx: torch.Tensor,
     grid_size: tuple[int, int],
     image_size: tuple[int, int],
     dtype: torch.dtype,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The four grid cells around each of L pixels and their bilinear weights (align_corners=False,
-    PyTorch's clamping at the borders): ``(cells (4 L,) as y * w + x, weights (4 L,))``, in the
-    order top-left, top-right, bottom-left, bottom-right, each block of L in the pixels' order.
-    The coordinates and weights are computed in ``dtype``. Each axis is a lookup in a table of
-    every pixel coordinate (:func:`_axis_corners`, built once per size): a few ops per call
-    where the arithmetic on the L coordinates took two dozen."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The four grid cells around each of L pixels of images ``batch_idx`` and their bilinear
+    weights (align_corners=False, PyTorch's clamping at the borders): ``(rows (4 L,), images
+    (4 L,), weights (4 L,))``, with rows of the flat (B h w) grid (image * h * w + y * w + x), in
+    the order top-left, top-right, bottom-left, bottom-right, each block of L in the pixels'
+    order. The weights are computed in ``dtype``. Each axis is a lookup in a table of every pixel
+    coordinate (:func:`_axis_corners`, built once per size): a few ops per call where the
+    arithmetic on the L coordinates took two dozen."""
     cells_y, weights_y = _axis_corners(grid_size[0], image_size[0], dtype, y_idx.device)
     cells_x, weights_x = _axis_corners(grid_size[1], image_size[1], dtype, x_idx.device)
     rows, cols = cells_y.index_select(1, y_idx), cells_x.index_select(1, x_idx)  # (2, L) each
+    images = batch_idx.repeat(4)
     cells = (rows.unsqueeze(1) * grid_size[1] + cols.unsqueeze(0)).reshape(-1)
     weights = weights_y.index_select(1, y_idx).unsqueeze(1) * weights_x.index_select(1, x_idx)
-    return cells, weights.reshape(-1)
+    return images * (grid_size[0] * grid_size[1]) + cells, images, weights.reshape(-1)
+
+
+def blend_corners(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The bilinear blend of (4 L, K) values at the corners of :func:`bilinear_corners`: (L, K)."""
+    blended = values * weights.unsqueeze(1)
+    return blended.view(4, values.shape[0] // 4, values.shape[1]).sum(dim=0)
 
 
 @functools.lru_cache(maxsize=32)
