@@ -136,3 +136,40 @@ def test_fused_terms_stay_float32_under_autocast():
     for a, b in zip(mixed, plain, strict=True):
         assert a.dtype == torch.float32
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_squeeze_rows_is_the_1x1_convolution(memory_format, with_bias):
+    torch.manual_seed(0)
+    features = torch.randn(3, 5, 4, 6, dtype=torch.float64).contiguous(memory_format=memory_format)
+    features.requires_grad_()
+    weight = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(7, dtype=torch.float64, requires_grad=True) if with_bias else None
+
+    rows = gmm_fn.squeeze_rows(features, weight, bias)
+    expected = torch.nn.functional.conv2d(features, weight[:, :, None, None], bias)
+    assert rows.shape == (3, 24, 7) and rows.is_contiguous()
+    torch.testing.assert_close(rows, expected.flatten(2).transpose(1, 2), rtol=0, atol=1e-12)
+    inputs = (features, weight) if bias is None else (features, weight, bias)
+    assert torch.autograd.gradcheck(
+        lambda f, w, *b: gmm_fn.squeeze_rows(f, w, *b or [None]), inputs
+    )
+    rows.sum().backward()  # the features' gradient in their own layout: no re-layout after it
+    assert features.grad.is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_squeeze_rows_runs_in_the_autocast_precision(memory_format):
+    torch.manual_seed(0)
+    features = torch.randn(2, 8, 4, 4).bfloat16().contiguous(memory_format=memory_format)
+    weight, bias = torch.randn(3, 8), torch.randn(3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rows = gmm_fn.squeeze_rows(features, weight, bias)
+    assert rows.dtype == torch.bfloat16
+    expected = torch.nn.functional.conv2d(
+        features, weight.bfloat16()[:, :, None, None], bias.bfloat16()
+    )
+    torch.testing.assert_close(
+        rows.float(), expected.flatten(2).transpose(1, 2).float(), rtol=1e-2, atol=1e-2
+    )

@@ -719,6 +719,63 @@ class _WeakBCE(torch.autograd.Function):
         return grad_rows, grad_sigma, None, None, None, None, None
 
 
+def squeeze_rows(
+    features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """A 1x1 convolution of (B, C, h, w) ``features`` as (B, N, C') rows, one per position:
+    ``weight`` (C', C), ``bias`` (C',) or None. Under autocast it runs in autocast's precision,
+    as ``nn.Conv2d`` would.
+
+    channels_last features are already (B N, C) rows: one ``linear``. Contiguous (NCHW) features
+    are multiplied as they lie, (B, N, C) x (C, C') with the features transposed in the product
+    (:class:`_SqueezeNCHW`), where a permuted copy of them in the forward and of their gradient
+    in the backward cost as much as the products (bf16, B = 8, 128 -> 64 channels on 32 x 32:
+    3.2 ms forward + backward against 1.7)."""
+    batch, channels, height, width = features.shape
+    rows = features.permute(0, 2, 3, 1)
+    if rows.is_contiguous() or not features.is_contiguous():  # a view, or a copy either way
+        out = F.linear(rows.reshape(-1, channels), weight, bias)
+        return out.view(batch, height * width, -1)
+    device_type = features.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        features, weight = features.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    with torch.autocast(device_type, enabled=False):
+        return _SqueezeNCHW.apply(features.view(batch, channels, -1), weight, bias)
+
+
+class _SqueezeNCHW(torch.autograd.Function):
+    """(B, C, N) features, (C', C) weight, (C',) bias or None -> (B, N, C') rows, as batched
+    products with a broadcast weight; the features' gradient comes back (B, C, N), in their
+    layout."""
+
+    @staticmethod
+    def forward(ctx, feats, weight, bias):
+        ctx.save_for_backward(feats, weight)
+        ctx.has_bias = bias is not None
+        batch = feats.shape[0]
+        right = weight.t().expand(batch, -1, -1)  # (B, C, C'), no copy
+        if bias is None:
+            return torch.bmm(feats.transpose(1, 2), right)
+        return torch.baddbmm(bias.expand(batch, 1, -1), feats.transpose(1, 2), right)
+
+    @staticmethod
+    def backward(ctx, grad):
+        feats, weight = ctx.saved_tensors
+        grad = grad.to(feats.dtype)
+        grad_feats = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            left = weight.t().expand(feats.shape[0], -1, -1)  # (B, C, C')
+            grad_feats = torch.bmm(left, grad.transpose(1, 2))  # (B, C, N)
+        if ctx.needs_input_grad[1]:  # sum_b f_b g_b, summed over the images in float32
+            per_image = torch.bmm(feats, grad)  # (B, C, C')
+            grad_weight = per_image.sum(dim=0, dtype=torch.float32).t().to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(dim=(0, 1), dtype=torch.float32).to(weight.dtype)
+        return grad_feats, grad_weight, grad_bias
+
+
 def position_rows(maps: torch.Tensor) -> torch.Tensor:
     """(B, K, N) -> (B N, K): one row per position, for gathering the positions of labeled
     pixels with ``index_select`` (rows of K contiguous values; its backward is an ``index_add``
