@@ -116,6 +116,22 @@ def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor):
     assert coarse_cell_means(coarse.detach().bfloat16(), size).dtype == torch.float32
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_coarse_cell_means_gradient_comes_back_in_the_logits_dtype_and_layout(memory_format):
+    """The upstream gradient is contiguous float32 (P's softmax); the classifier wants bf16 in
+    its own layout, with the same values as the float64 filter's."""
+    torch.manual_seed(0)
+    coarse = torch.randn(2, 5, 6, 7).bfloat16().contiguous(memory_format=memory_format)
+    coarse.requires_grad_()
+    weights = torch.randn(2, 5, 6, 7)
+    (coarse_cell_means(coarse, (24, 28)) * weights).sum().backward()
+    assert coarse.grad.dtype == torch.bfloat16
+    assert coarse.grad.is_contiguous(memory_format=memory_format)
+    reference = coarse.detach().double().requires_grad_()
+    (coarse_cell_means(reference, (24, 28)) * weights.double()).sum().backward()
+    torch.testing.assert_close(coarse.grad.double(), reference.grad, rtol=1e-2, atol=1e-2)
+
+
 def test_row_pooling_keeps_the_input_precision_under_autocast():
     """Like avg_pool2d / interpolate, which autocast leaves alone: float32 stays float32."""
     x = torch.randn(2, 3, 8, 8)

@@ -860,10 +860,13 @@ class _CellMeans(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        # filtered in the coarse logits' layout (the classifier's backward wants it so): one
+        # re-layout of the float32 gradient first costs less than the filter's narrowed adds
+        # along a contiguous last axis (CPU, K = 21: 0.24 ms against 0.41 with the re-layout
+        # fused into the final cast), and the cast to their dtype is then a plain one
+        grad = grad.contiguous(memory_format=ctx.memory_format)
         grad = _three_tap(_three_tap(grad, ctx.taps[0], 2), ctx.taps[1], 3)
-        # in the coarse logits' dtype and layout in one copy (the classifier's backward wants
-        # them so; autograd would cast, and the convolution then re-lay it out)
-        return grad.to(ctx.dtype, memory_format=ctx.memory_format), None
+        return grad.to(ctx.dtype), None
 
 
 def _three_tap(x: torch.Tensor, side: float, dim: int) -> torch.Tensor:
