@@ -173,3 +173,40 @@ def test_squeeze_rows_runs_in_the_autocast_precision(memory_format):
     torch.testing.assert_close(
         rows.float(), expected.flatten(2).transpose(1, 2).float(), rtol=1e-2, atol=1e-2
     )
+
+
+def _spread_written_out(mass, scatter, present, prior_mass, sigma_floor):
+    variance = scatter / mass.clamp_min(1e-8)
+    if prior_mass > 0:
+        kept = present.to(scatter.dtype)
+        pooled = (scatter * kept).sum(dim=1) / (mass * kept).sum(dim=1).clamp_min(1e-8)
+        variance = (scatter + prior_mass * pooled.unsqueeze(1)) / (mass + prior_mass)
+    return variance.clamp_min(sigma_floor**2).sqrt()
+
+
+@pytest.mark.parametrize("prior_mass", [0.0, 0.7])
+def test_spread_node_matches_the_written_out_sigma(prior_mass):
+    """Values and gradients, with an empty class, a class below the mass floor, one at the sigma
+    floor and an image without present classes; gradcheck away from those kinks."""
+    torch.manual_seed(0)
+    mass = torch.rand(4, 5, dtype=torch.float64) * 2
+    scatter = torch.rand(4, 5, dtype=torch.float64) * 0.05
+    mass[0, 1], mass[1, 2], scatter[2, 0] = 0.0, 1e-9, 1e-6
+    present = torch.rand(4, 5) > 0.3
+    present[3] = False
+    mass.requires_grad_(), scatter.requires_grad_()
+    args = (present.double(), prior_mass, 0.05**2)
+
+    sigma = gmm_fn._Spread.apply(mass, scatter, *args)
+    expected = _spread_written_out(mass, scatter, present, prior_mass, 0.05)
+    torch.testing.assert_close(sigma, expected, rtol=1e-12, atol=0)
+    weights = torch.randn(4, 5, dtype=torch.float64)
+    grads = [torch.autograd.grad((s * weights).sum(), (mass, scatter)) for s in (sigma, expected)]
+    for actual, reference in zip(*grads, strict=True):
+        torch.testing.assert_close(actual, reference, rtol=1e-10, atol=1e-12)
+    smooth = (
+        torch.rand(4, 5, dtype=torch.float64) + 0.5,
+        torch.rand(4, 5, dtype=torch.float64) + 0.1,
+    )
+    smooth = tuple(t.requires_grad_() for t in smooth)
+    assert torch.autograd.gradcheck(lambda m, s: gmm_fn._Spread.apply(m, s, *args), smooth)

@@ -237,7 +237,6 @@ def fit_components(
     if distance == "sqeuclid":
         # one autograd node with a hand-written backward (see _SqEuclidMoments)
         mu, sq_dist, mass, scatter = _SqEuclidMoments.apply(feats.transpose(1, 2), responsibilities)
-        safe_mass = mass.clamp_min(_EPS)
     else:
         mass = responsibilities.sum(dim=2)  # (B, K)
         safe_mass = mass.clamp_min(_EPS)
@@ -245,17 +244,56 @@ def fit_components(
         mu = torch.bmm(responsibilities, feats.transpose(1, 2)) / safe_mass.unsqueeze(2)
         sq_dist = squared_distance(feats, mu, distance)  # (B, K, N)
         scatter = (responsibilities * sq_dist).sum(dim=2)  # (B, K): m_k v_k
-    variance = scatter / safe_mass
-    if prior_mass > 0:
-        kept = present.to(scatter.dtype)
-        pooled = (scatter * kept).sum(dim=1) / (mass * kept).sum(dim=1).clamp_min(_EPS)  # (B,)
-        variance = (scatter + prior_mass * pooled.unsqueeze(1)) / (mass + prior_mass)
-    sigma = variance.clamp_min(sigma_floor**2).sqrt()
+    sigma = _Spread.apply(mass, scatter, present.to(scatter.dtype), prior_mass, sigma_floor**2)
     if posterior:
         probs = gmm_posteriors(sq_dist, sigma, present)
     else:
         probs = gmm_probabilities(sq_dist, sigma, present)
     return GMMParams(mu=mu, sigma=sigma, probs=probs, sq_dist=sq_dist, present=present)
+
+
+class _Spread(torch.autograd.Function):
+    """sigma (B, K) from a fit's mass m and scatter s = sum_n r d^2 (B, K), as one autograd node:
+    v = s / max(m, eps), or with a prior worth ``prior_mass`` = a units of responsibility,
+    v = (s + a V) / (m + a) for the image's pooled variance V = S / M, S = sum_k kept s,
+    M = max(sum_k kept m, eps); sigma = sqrt(max(v, floor^2)). The dozen small ops of each
+    direction in one node (their autograd bookkeeping cost more than the arithmetic)."""
+
+    @staticmethod
+    def forward(ctx, mass, scatter, kept, prior_mass, floor_sq):
+        if prior_mass > 0:
+            pooled_mass = (mass * kept).sum(dim=1, keepdim=True)
+            total = pooled_mass.clamp_min(_EPS)
+            pooled = (scatter * kept).sum(dim=1, keepdim=True) / total  # V, (B, 1)
+            denominator = mass + prior_mass
+            variance = (scatter + prior_mass * pooled) / denominator
+            ctx.save_for_backward(kept, pooled, total, pooled_mass >= _EPS, denominator)
+        else:
+            denominator = mass.clamp_min(_EPS)
+            variance = scatter / denominator
+            ctx.save_for_backward(mass >= _EPS, denominator)
+        sigma = variance.clamp_min(floor_sq).sqrt_()
+        ctx.prior_mass = prior_mass
+        ctx.saved = (variance, sigma, variance >= floor_sq)
+        return sigma
+
+    @staticmethod
+    def backward(ctx, grad_sigma):
+        variance, sigma, unfloored = ctx.saved
+        grad_var = (0.5 * grad_sigma / sigma) * unfloored  # (B, K)
+        if ctx.prior_mass > 0:
+            kept, pooled, total, unclamped, denominator = ctx.saved_tensors
+            grad_scatter = grad_var / denominator
+            grad_mass = -grad_scatter * variance
+            # through V: dv_k/dV = a / (m_k + a); dV/ds_j = kept_j / M, dV/dm_j = -V kept_j / M
+            grad_pooled = (grad_scatter * ctx.prior_mass).sum(dim=1, keepdim=True) / total
+            grad_scatter = grad_scatter + grad_pooled * kept
+            grad_mass = grad_mass - (grad_pooled * pooled * unclamped) * kept
+        else:
+            unclamped, denominator = ctx.saved_tensors
+            grad_scatter = grad_var / denominator
+            grad_mass = -grad_scatter * variance * unclamped
+        return grad_mass, grad_scatter, None, None, None
 
 
 def gmm_probabilities(
