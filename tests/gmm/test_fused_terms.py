@@ -210,3 +210,29 @@ def test_spread_node_matches_the_written_out_sigma(prior_mass):
     )
     smooth = tuple(t.requires_grad_() for t in smooth)
     assert torch.autograd.gradcheck(lambda m, s: gmm_fn._Spread.apply(m, s, *args), smooth)
+
+
+def test_weak_and_con_from_one_gather_match_the_standalone_terms():
+    """AGMMLoss gathers L_weak's corners and L_con's positions in one op; its two terms and
+    their gradients equal :func:`weak_loss` of G at the pixels and :func:`contrastive_loss` on
+    its own fit."""
+    from agmm.losses import contrastive_loss, weak_loss
+
+    features, logits, labels, _ = make_batch()
+    torch.manual_seed(0)
+    criterion = AGMMLoss(in_channels=6, num_classes=7, use_self=False, lambda_seg=0.0).double()
+    features.requires_grad_()
+    out = criterion(features, logits, labels)
+    grad = torch.autograd.grad(out["loss"], features)[0]
+
+    leaf = features.detach().requires_grad_()
+    gmm = criterion.fit_gmm(leaf, labels)
+    new, present = gmm["new"], gmm["present"]
+    pixels = (labels != 255).nonzero(as_tuple=True)
+    g = gmm_fn.gmm_at_pixels(new, *pixels, tuple(features.shape[-2:]), tuple(labels.shape[-2:]))
+    weak = weak_loss(g, labels[pixels].long(), present[pixels[0]])
+    con = contrastive_loss(new.sq_dist, gmm["label_weights"], present)
+    torch.testing.assert_close(out["terms"]["weak"], weak.detach())
+    torch.testing.assert_close(out["terms"]["con"], con.detach())
+    total = criterion.lambdas["weak"] * weak + criterion.lambdas["con"] * con
+    torch.testing.assert_close(grad, torch.autograd.grad(total, leaf)[0])

@@ -711,34 +711,49 @@ def weak_bce_at_pixels(
     dL/dd^2 = dL/dg w G c at each corner and dL/dsigma = sum dL/dg w G d^2 / sigma^3.
     """
     index, images, weights = bilinear_corners(*pixels, grid_size, image_size, sq_dist_rows.dtype)
-    return _WeakBCE.apply(sq_dist_rows, sigma, present, index, images, weights, labels)
+    corners = sq_dist_rows.index_select(0, index)
+    return weak_bce_at_corners(corners, sigma, present, images, weights, labels)
+
+
+def weak_bce_at_corners(
+    corners: torch.Tensor,
+    sigma: torch.Tensor,
+    present: torch.Tensor,
+    images: torch.Tensor,
+    weights: torch.Tensor,
+    labels: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`weak_bce_at_pixels` from d^2 at the pixels' corners (4 L, K), already gathered, with
+    the ``images`` and ``weights`` of :func:`bilinear_corners` (for callers that gather these
+    rows with others in one op)."""
+    return _WeakBCE.apply(corners, sigma, present, images, weights, labels)
 
 
 class _WeakBCE(torch.autograd.Function):
     """See :func:`weak_bce_at_pixels`."""
 
     @staticmethod
-    def forward(ctx, rows, sigma, present, index, images, weights, labels):
-        corners = rows.index_select(0, index)  # (4 L, K) d^2
+    def forward(ctx, corners, sigma, present, images, weights, labels):
+        # corners: (4 L, K) d^2
         coef = gaussian_coef(sigma).index_select(0, images)  # (4 L, K)
         kept = present.index_select(0, images)  # (4 L, K)
         gauss = (corners * coef).exp_().masked_fill_(~kept, 0.0)  # G, 0 for absent classes
         blend = blend_corners(gauss, weights)  # (L, K) g
         pairs = kept[: labels.shape[0]]  # the first block of corners is the pixels' own images
-        count = pairs.sum().clamp_min(1).to(rows.dtype)
+        count = pairs.sum().clamp_min(1).to(corners.dtype)
         own = blend.gather(1, labels.unsqueeze(1))[:, 0]  # g of each pixel's own class
-        own_kept = pairs.gather(1, labels.unsqueeze(1))[:, 0].to(rows.dtype)  # (always, in use)
+        own_kept = pairs.gather(1, labels.unsqueeze(1))[:, 0].to(corners.dtype)  # (always, in use)
         # sum over present pairs of log(1 - g + eps), with log(g + eps) for the own class
         negative = torch.log1p(BCE_EPS - blend).masked_fill_(~pairs, 0.0)
         positive = torch.log(own + BCE_EPS) - torch.log1p(BCE_EPS - own)
         total = negative.sum() + (positive * own_kept).sum()
-        ctx.save_for_backward(rows, sigma, index, images, weights, labels, corners, coef)
+        ctx.save_for_backward(sigma, images, weights, labels, corners, coef)
         ctx.saved = (gauss, blend, own, own_kept, pairs, count)
         return -total / count
 
     @staticmethod
     def backward(ctx, grad_loss):
-        rows, sigma, index, images, weights, labels, corners, coef = ctx.saved_tensors
+        sigma, images, weights, labels, corners, coef = ctx.saved_tensors
         gauss, blend, own, own_kept, pairs, count = ctx.saved
         scale = -grad_loss / count
         # d loss / d g: -1 / (1 - g + eps) on present pairs, 1 / (g + eps) at the own class
@@ -748,13 +763,13 @@ class _WeakBCE(torch.autograd.Function):
         grad_blend.scatter_add_(1, labels.unsqueeze(1), own_grad.unsqueeze(1))
         grad_blend *= scale
         grad_logit = grad_blend.repeat(4, 1).mul_(weights.unsqueeze(1)).mul_(gauss)  # (4 L, K)
-        grad_rows = grad_sigma = None
+        grad_corners = grad_sigma = None
         if ctx.needs_input_grad[0]:
-            grad_rows = torch.zeros_like(rows).index_add_(0, index, grad_logit * coef)
+            grad_corners = grad_logit * coef
         if ctx.needs_input_grad[1]:
             grad_coef = torch.zeros_like(sigma).index_add_(0, images, grad_logit * corners)
             grad_sigma = grad_coef / sigma.pow(3)
-        return grad_rows, grad_sigma, None, None, None, None, None
+        return grad_corners, grad_sigma, None, None, None, None
 
 
 def squeeze_rows(

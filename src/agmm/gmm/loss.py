@@ -14,11 +14,11 @@ from agmm.losses import (
     centre_contrastive_loss,
     classification_loss,
     confident_cross_entropy,
-    contrastive_loss,
     partial_cross_entropy,
     self_supervision_loss,
     weak_loss,
 )
+from agmm.losses.contrastive import contrastive_at_rows, contrastive_positions
 from agmm.losses.segmentation import REDUCTIONS, Reduction, labels_are_sparse
 
 CON_KINDS = ("eq14", "eq13")
@@ -552,20 +552,28 @@ class AGMMLoss(nn.Module):
         present = gmm["present"]
         new: gmm_fn.GMMParams = gmm["new"]
         g_new = gmm["gmm_new"]
-        rows = None  # d^2 as (B N, K') rows, shared by L_weak and L_con's gathers
-        if self.use_weak or (self.use_con and self.con == "eq14"):
-            rows = gmm_fn.position_rows(new.sq_dist)
+        grid, image = tuple(g_new.shape[-2:]), tuple(logits.shape[-2:])
+        # d^2 at the labeled positions of L_weak (the pixels' 4 corners) and of L_con, gathered
+        # in one op from the position-major rows (one scatter of their gradient)
+        corners = con = None
+        positions = []
         if self.use_weak and not self.posterior:
+            corners = gmm_fn.bilinear_corners(*pixels, grid, image, new.sq_dist.dtype)
+            positions.append(corners[0])
+        if self.use_con and self.con == "eq14":
+            con = contrastive_positions(gmm["label_weights"], present, new.sq_dist.dtype)
+            positions.append(con[0])
+        if positions:
+            sizes = [len(p) for p in positions]
+            rows = gmm_fn.position_rows(new.sq_dist)  # (B N, K'): rows of K' contiguous values
+            gathered = rows.index_select(0, torch.cat(positions))
+            gathered = gathered.split(sizes)
+        if corners is not None:
             # G at the labeled pixels only (bilinear samples of the feature grid, exact and
             # O(labels)) and its BCE, as one autograd node
-            terms["weak"] = gmm_fn.weak_bce_at_pixels(
-                rows,
-                new.sigma,
-                present,
-                pixels,
-                weak_labels[pixels].long(),
-                tuple(g_new.shape[-2:]),
-                tuple(logits.shape[-2:]),
+            _, images, weights = corners
+            terms["weak"] = gmm_fn.weak_bce_at_corners(
+                gathered[0], new.sigma, present, images, weights, weak_labels[pixels].long()
             )
         elif self.use_weak:
             b_idx, y_idx, x_idx = pixels
@@ -574,17 +582,14 @@ class AGMMLoss(nn.Module):
                 b_idx,
                 y_idx,
                 x_idx,
-                tuple(g_new.shape[-2:]),
-                tuple(logits.shape[-2:]),
+                grid,
+                image,
                 posterior=self.posterior,
-                sq_dist_rows=rows,
             )
             labels = weak_labels[b_idx, y_idx, x_idx].long()
             terms["weak"] = weak_loss(g_at_labels, labels, present[b_idx])
-        if self.use_con and self.con == "eq14":
-            terms["con"] = contrastive_loss(
-                new.sq_dist, gmm["label_weights"], present, sq_dist_rows=rows
-            )
+        if con is not None:
+            terms["con"] = contrastive_at_rows(gathered[-1], *con[1:])
         elif self.use_con:
             terms["con"] = centre_contrastive_loss(
                 gmm_fn.centre_distance(new.mu, self.distance), present

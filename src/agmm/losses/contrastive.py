@@ -20,25 +20,40 @@ def contrastive_loss(
     ``sq_dist_rows``: ``sq_dist`` as (B N, K) rows (``functional.position_rows``), if at hand.
     """
     # Only the positions that hold a labeled pixel count: gather their rows, (L, K).
-    batch_idx, cell_idx = (label_weights.sum(dim=1) > 0).nonzero(as_tuple=True)
-    weights = label_weights[batch_idx, :, cell_idx]
-    present_rows = present[batch_idx].to(sq_dist.dtype)
+    index, weights, present_rows = contrastive_positions(label_weights, present, sq_dist.dtype)
     if sq_dist_rows is None:
         sq_dist_rows = sq_dist.transpose(1, 2).reshape(-1, sq_dist.shape[1])
-    index = batch_idx * sq_dist.shape[2] + cell_idx
-    return _ContrastiveRows.apply(sq_dist_rows, index, weights, present_rows)
+    return contrastive_at_rows(sq_dist_rows.index_select(0, index), weights, present_rows)
+
+
+def contrastive_positions(
+    label_weights: torch.Tensor, present: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The positions L_con counts, those that hold a labeled pixel: their flat indices
+    ``b N + n`` (L,), their label weights (L, K) and their images' present classes (L, K) in
+    ``dtype``."""
+    batch_idx, cell_idx = (label_weights.sum(dim=1) > 0).nonzero(as_tuple=True)
+    weights = label_weights[batch_idx, :, cell_idx]
+    present_rows = present[batch_idx].to(dtype)
+    return batch_idx * label_weights.shape[2] + cell_idx, weights, present_rows
+
+
+def contrastive_at_rows(
+    labeled: torch.Tensor, weights: torch.Tensor, present_rows: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 14 from d^2 at the positions of :func:`contrastive_positions` (L, K), as one node."""
+    return _ContrastiveRows.apply(labeled, weights, present_rows)
 
 
 class _ContrastiveRows(torch.autograd.Function):
-    """Eq. 14 on the gathered rows as one autograd node: ``(rows (B N, K), index (L,), weights
-    (L, K), present_rows (L, K)) -> loss``. With s = exp(-d^2) on present centres, w the label
+    """Eq. 14 on the gathered rows as one autograd node: ``(labeled (L, K), weights (L, K),
+    present_rows (L, K)) -> loss``. With s = exp(-d^2) on present centres, w the label
     weights, W = sum w, w_l = sum_k w_lk and n the negative pairs' weight:
     loss = sum w (1 - s) / W + sum_l (w_l sum_k s_lk - sum_k w_lk s_lk) / n, so
-    dloss / dd^2_lk = s_lk (w_lk / W - (w_l - w_lk) / n), added back into the rows."""
+    dloss / dd^2_lk = s_lk (w_lk / W - (w_l - w_lk) / n)."""
 
     @staticmethod
-    def forward(ctx, rows, index, weights, present_rows):
-        labeled = rows.index_select(0, index)
+    def forward(ctx, labeled, weights, present_rows):
         similarity = torch.exp(-labeled).mul_(present_rows)  # 0 for absent centres
         mass = weights.sum()
         total = mass.clamp_min(1e-8)
@@ -48,18 +63,15 @@ class _ContrastiveRows(torch.autograd.Function):
         other_centres = (present_rows.sum(dim=1) - 1).clamp_min(0)  # (L,)
         count = (per_pixel * other_centres).sum().clamp_min(1e-8)
         negative = (per_pixel * similarity.sum(dim=1)).sum() - own
-        ctx.save_for_backward(index, weights, similarity, per_pixel, total, count)
-        ctx.rows_shape = rows.shape
+        ctx.save_for_backward(weights, similarity, per_pixel, total, count)
         return (mass - own) / total + negative / count
 
     @staticmethod
     def backward(ctx, grad):
-        index, weights, similarity, per_pixel, total, count = ctx.saved_tensors
+        weights, similarity, per_pixel, total, count = ctx.saved_tensors
         # d loss / d s, then d s / d d^2 = -s
         grad_sim = (per_pixel.unsqueeze(1) - weights) / count - weights / total
-        grad_labeled = grad_sim.mul_(similarity).mul_(-grad)
-        grad_rows = grad_labeled.new_zeros(ctx.rows_shape).index_add_(0, index, grad_labeled)
-        return grad_rows, None, None, None
+        return grad_sim.mul_(similarity).mul_(-grad), None, None
 
 
 def centre_contrastive_loss(centre_sq_dist: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
