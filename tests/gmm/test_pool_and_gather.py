@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from agmm.gmm import loss as loss_module
 from agmm.gmm.loss import (
     _pool_rows,
     _rows_are_faster,
@@ -114,6 +115,27 @@ def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor):
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
     # bf16 coarse logits (a bf16 model): computed in float32
     assert coarse_cell_means(coarse.detach().bfloat16(), size).dtype == torch.float32
+
+
+@pytest.mark.parametrize("factor", [(4, 4), (2, 3)])
+def test_coarse_cell_means_by_convolution_equal_pooling_the_bilinear_upsampling(factor):
+    """Many classes in channels_last take the depthwise convolution (CPU): the same values and
+    gradients as the upsampling's cell means, and as the narrowed adds."""
+    coarse = torch.randn(2, 33, 5, 7, dtype=torch.float64)
+    coarse = coarse.contiguous(memory_format=torch.channels_last).requires_grad_()
+    size = (5 * factor[0], 7 * factor[1])
+    expected = F.avg_pool2d(
+        F.interpolate(coarse, size=size, mode="bilinear", align_corners=False), factor
+    )
+    actual = coarse_cell_means(coarse, size)
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(expected)
+    grads = [torch.autograd.grad((v * weights).sum(), coarse)[0] for v in (actual, expected)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    taps = (loss_module._side_tap(5, factor[0]), loss_module._side_tap(7, factor[1]))
+    by_adds = loss_module._three_tap(loss_module._three_tap(coarse, taps[0], 2), taps[1], 3)
+    torch.testing.assert_close(loss_module._filter_cells(coarse, taps), by_adds)
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

@@ -861,7 +861,7 @@ class _CellMeans(torch.autograd.Function):
             else torch.contiguous_format
         )
         values = coarse_logits.to(torch.promote_types(coarse_logits.dtype, torch.float32))
-        return _three_tap(_three_tap(values, taps[0], 2), taps[1], 3)
+        return _filter_cells(values, taps)
 
     @staticmethod
     def backward(ctx, grad):
@@ -870,8 +870,34 @@ class _CellMeans(torch.autograd.Function):
         # along a contiguous last axis (CPU, K = 21: 0.24 ms against 0.41 with the re-layout
         # fused into the final cast), and the cast to their dtype is then a plain one
         grad = grad.contiguous(memory_format=ctx.memory_format)
-        grad = _three_tap(_three_tap(grad, ctx.taps[0], 2), ctx.taps[1], 3)
-        return grad.to(ctx.dtype), None
+        return _filter_cells(grad, ctx.taps).to(ctx.dtype), None
+
+
+def _filter_cells(x: torch.Tensor, taps: tuple[float, float]) -> torch.Tensor:
+    """The separable filter of :func:`coarse_cell_means` on (B, K, h, w): a new tensor.
+
+    On CPUs, channels_last maps of 32 classes or more go through one depthwise 3 x 3
+    convolution of the replicate-padded maps (oneDNN): K = 150, bf16 channels_last, -2.7 ms
+    a step; the 26 narrowed adds of :func:`_three_tap` stay faster for fewer classes and for
+    NCHW maps (K = 21: 0.1 ms faster channels_last, 0.45 NCHW; docs/training.md "Speed").
+    GPUs take the convolution (two kernels instead of 26; not measured here)."""
+    if x.device.type == "cpu" and (
+        x.shape[1] < 32 or not x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return _three_tap(_three_tap(x, taps[0], 2), taps[1], 3)
+    weight = _tap_kernel(taps, x.shape[1], x.dtype, x.device)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=x.shape[1])
+
+
+@functools.lru_cache(maxsize=32)
+def _tap_kernel(
+    taps: tuple[float, float], channels: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The (channels, 1, 3, 3) depthwise kernel of the two axes' (side, 1 - 2 side, side) taps.
+    Read-only (cached)."""
+    rows = [torch.tensor([side, 1.0 - 2.0 * side, side], dtype=torch.float64) for side in taps]
+    kernel = rows[0][:, None] * rows[1][None, :]
+    return kernel.to(dtype=dtype, device=device).expand(channels, 1, 3, 3).contiguous()
 
 
 def _three_tap(x: torch.Tensor, side: float, dim: int) -> torch.Tensor:
