@@ -175,6 +175,9 @@ class _SqEuclidMoments(torch.autograd.Function):
         sq_dist.add_(feat_sq.unsqueeze(1)).clamp_(min=0.0)  # rounding can go below 0
         scatter = (resp * sq_dist).sum(dim=2)
         ctx.save_for_backward(rows, resp, mu, sq_dist, safe_mass, mass >= _EPS)
+        # whether any d^2 sits at 0 (its gradient is masked): one read here saves two passes
+        # backward when none does, as usual; GPUs keep the mask (no host sync)
+        ctx.at_zero = sq_dist.device.type != "cpu" or bool(sq_dist.amin() <= 0)
         return mu, sq_dist, mass, scatter
 
     @staticmethod
@@ -184,7 +187,8 @@ class _SqEuclidMoments(torch.autograd.Function):
         grad_d = grad_sq_dist if grad_sq_dist is not None else torch.zeros_like(sq_dist)
         if grad_scatter is not None:
             grad_d = torch.addcmul(grad_d, resp, grad_scatter.unsqueeze(2))
-        grad_d = grad_d.masked_fill(sq_dist <= 0, 0.0)  # relu's gradient: none where clamped
+        if ctx.at_zero:  # relu's gradient: none where clamped
+            grad_d = grad_d.masked_fill(sq_dist <= 0, 0.0)
         # through mu_k in d^2: 2/C (mu_k sum_n D_kn - sum_n D_kn f_n)
         grad_centre = torch.baddbmm(
             mu * grad_d.sum(dim=2, keepdim=True), grad_d, rows, beta=scale, alpha=-scale
