@@ -101,10 +101,11 @@ def test_row_forms_of_pooling_and_upsampling_match_the_stock_kernels(dtype, kern
     assert torch.equal(upsampled, F.interpolate(cells, scale_factor=kernel, mode="nearest"))
 
 
+@pytest.mark.parametrize("grid", [(5, 7), (1, 2), (2, 1)])
 @pytest.mark.parametrize("factor", [(4, 4), (2, 3), (1, 8), (16, 16)])
-def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor):
-    coarse = torch.randn(2, 3, 5, 7, dtype=torch.float64, requires_grad=True)
-    size = (5 * factor[0], 7 * factor[1])
+def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor, grid):
+    coarse = torch.randn(2, 3, *grid, dtype=torch.float64, requires_grad=True)
+    size = (grid[0] * factor[0], grid[1] * factor[1])
     expected = F.avg_pool2d(
         F.interpolate(coarse, size=size, mode="bilinear", align_corners=False), factor
     )
