@@ -211,7 +211,9 @@ def loss_table(args, device, precisions) -> None:
         for gmm in (False, True)  # side by side, so drift hits both alike
     }
     # the loss alone, L_seg only and AGMM++ alternating, in the rounds of the steps
-    seconds, isolated = measure_rounds(settings, args.repeats, args.steps, loss_calls=5)
+    seconds, isolated = measure_rounds(
+        settings, args.repeats, args.steps, loss_calls=args.loss_calls
+    )
     loss_cfg = timers[(args.backbones[0], True)].cfg.loss
     print(
         f"Loss table: DeepLabV3+ ({args.width}-ch decoder, OS 16), {args.size}x{args.size}, batch "
@@ -351,6 +353,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128, help="ASPP and decoder channels")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=5, help="rounds")
+    parser.add_argument(
+        "--loss-calls",
+        type=int,
+        default=15,
+        help="loss-alone calls per setting and round (loss table's isolated columns; median)",
+    )
     parser.add_argument(
         "--term-calls", type=int, default=100, help="calls of each variant (terms table)"
     )
