@@ -294,7 +294,7 @@ class AGMMLoss(nn.Module):
 
         Same maths as ``self.squeeze(features).flatten(2)``, with a 1.5-3x cheaper backward on
         CPU than the 1x1 convolution and no copy of the features in either layout
-        (:func:`gmm_fn.squeeze_rows`; bench/agmm_loss.py).
+        (:func:`gmm_fn.squeeze_rows`; docs/training.md "Speed").
         """
         rows = gmm_fn.squeeze_rows(features, self.squeeze.weight.flatten(1), self.squeeze.bias)
         return rows.transpose(1, 2)
