@@ -121,7 +121,8 @@ def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor, grid):
 @pytest.mark.parametrize("factor", [(4, 4), (2, 3)])
 def test_coarse_cell_means_by_convolution_equal_pooling_the_bilinear_upsampling(factor):
     """Many classes in channels_last take the depthwise convolution (CPU): the same values and
-    gradients as the upsampling's cell means, and as the narrowed adds."""
+    gradients as the upsampling's cell means, and as the narrowed adds and the band-matrix
+    products (NCHW)."""
     coarse = torch.randn(2, 33, 5, 7, dtype=torch.float64)
     coarse = coarse.contiguous(memory_format=torch.channels_last).requires_grad_()
     size = (5 * factor[0], 7 * factor[1])
@@ -137,6 +138,8 @@ def test_coarse_cell_means_by_convolution_equal_pooling_the_bilinear_upsampling(
     taps = (loss_module._side_tap(5, factor[0]), loss_module._side_tap(7, factor[1]))
     by_adds = loss_module._three_tap(loss_module._three_tap(coarse, taps[0], 2), taps[1], 3)
     torch.testing.assert_close(loss_module._filter_cells(coarse, taps), by_adds)
+    # NCHW maps: the band-matrix products
+    torch.testing.assert_close(loss_module._filter_cells(coarse.contiguous(), taps), by_adds)
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

@@ -177,7 +177,8 @@ class _SqEuclidMoments(torch.autograd.Function):
         ctx.save_for_backward(rows, resp, mu, sq_dist, safe_mass, mass >= _EPS)
         # whether any d^2 sits at 0 (its gradient is masked): one read here saves two passes
         # backward when none does, as usual; GPUs keep the mask (no host sync)
-        ctx.at_zero = sq_dist.device.type != "cpu" or bool(sq_dist.amin() <= 0)
+        on_cpu = sq_dist.device.type == "cpu" and sq_dist.numel() > 0
+        ctx.at_zero = not on_cpu or bool(sq_dist.amin() <= 0)
         return mu, sq_dist, mass, scatter
 
     @staticmethod

@@ -876,17 +876,33 @@ class _CellMeans(torch.autograd.Function):
 def _filter_cells(x: torch.Tensor, taps: tuple[float, float]) -> torch.Tensor:
     """The separable filter of :func:`coarse_cell_means` on (B, K, h, w): a new tensor.
 
-    On CPUs, channels_last maps of 32 classes or more go through one depthwise 3 x 3
-    convolution of the replicate-padded maps (oneDNN): K = 150, bf16 channels_last, -2.7 ms
-    a step; the 26 narrowed adds of :func:`_three_tap` stay faster for fewer classes and for
-    NCHW maps (K = 21: 0.1 ms faster channels_last, 0.45 NCHW; docs/training.md "Speed").
-    GPUs take the convolution (two kernels instead of 26; not measured here)."""
-    if x.device.type == "cpu" and (
-        x.shape[1] < 32 or not x.is_contiguous(memory_format=torch.channels_last)
-    ):
+    Three forms, the same values up to rounding, picked by what is fastest on this project's
+    CPU (docs/training.md "Speed"): contiguous (NCHW) maps as two products with the axes' (h, h)
+    and (w, w) band matrices (K = 21: -0.3 ms against the narrowed adds, whose steps along the
+    contiguous last axis are short); channels_last maps of 32 classes or more as one depthwise
+    3 x 3 convolution of the replicate-padded maps (oneDNN; K = 150: -2.7 ms); fewer classes in
+    channels_last as the narrowed adds of :func:`_three_tap`. GPUs take the convolution (two
+    kernels instead of ~20; not measured here)."""
+    cpu = x.device.type == "cpu"
+    if cpu and x.is_contiguous():
+        batch, classes, height, width = x.shape
+        rows = _band_matrix(height, taps[0], x.dtype, x.device)  # symmetric
+        cols = _band_matrix(width, taps[1], x.dtype, x.device)
+        filtered = torch.matmul(rows, x.view(batch * classes, height, width))
+        return torch.matmul(filtered, cols).view(x.shape)
+    if cpu and (x.shape[1] < 32 or not x.is_contiguous(memory_format=torch.channels_last)):
         return _three_tap(_three_tap(x, taps[0], 2), taps[1], 3)
     weight = _tap_kernel(taps, x.shape[1], x.dtype, x.device)
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=x.shape[1])
+
+
+@functools.lru_cache(maxsize=32)
+def _band_matrix(cells: int, side: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(cells, cells): the (side, 1 - 2 side, side) filter along one axis with replicated
+    borders, as a matrix (symmetric). Read-only (cached)."""
+    eye = torch.eye(cells, dtype=torch.float64)
+    band = _three_tap(eye, side, 0) if cells > 1 else eye
+    return band.to(dtype=dtype, device=device)
 
 
 @functools.lru_cache(maxsize=32)
