@@ -101,11 +101,10 @@ def test_row_forms_of_pooling_and_upsampling_match_the_stock_kernels(dtype, kern
     assert torch.equal(upsampled, F.interpolate(cells, scale_factor=kernel, mode="nearest"))
 
 
-@pytest.mark.parametrize("grid", [(5, 7), (1, 2), (2, 1)])
-@pytest.mark.parametrize("factor", [(4, 4), (2, 3), (1, 8), (16, 16)])
-def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor, grid):
-    coarse = torch.randn(2, 3, *grid, dtype=torch.float64, requires_grad=True)
-    size = (grid[0] * factor[0], grid[1] * factor[1])
+def _cell_means_match_the_upsampling(coarse: torch.Tensor, factor) -> torch.Tensor:
+    """Asserts that coarse_cell_means equals the mean over each cell of the bilinear upsampling,
+    values and gradients (float64); returns the gradient."""
+    size = (coarse.shape[2] * factor[0], coarse.shape[3] * factor[1])
     expected = F.avg_pool2d(
         F.interpolate(coarse, size=size, mode="bilinear", align_corners=False), factor
     )
@@ -114,7 +113,16 @@ def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor, grid):
     weights = torch.randn_like(expected)
     grads = [torch.autograd.grad((v * weights).sum(), coarse)[0] for v in (actual, expected)]
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    return grads[0]
+
+
+@pytest.mark.parametrize("grid", [(5, 7), (1, 2), (2, 1)])
+@pytest.mark.parametrize("factor", [(4, 4), (2, 3), (1, 8), (16, 16)])
+def test_coarse_cell_means_equal_pooling_the_bilinear_upsampling(factor, grid):
+    coarse = torch.randn(2, 3, *grid, dtype=torch.float64, requires_grad=True)
+    _cell_means_match_the_upsampling(coarse, factor)
     # bf16 coarse logits (a bf16 model): computed in float32
+    size = (grid[0] * factor[0], grid[1] * factor[1])
     assert coarse_cell_means(coarse.detach().bfloat16(), size).dtype == torch.float32
 
 
@@ -125,16 +133,8 @@ def test_coarse_cell_means_by_convolution_equal_pooling_the_bilinear_upsampling(
     products (NCHW)."""
     coarse = torch.randn(2, 33, 5, 7, dtype=torch.float64)
     coarse = coarse.contiguous(memory_format=torch.channels_last).requires_grad_()
-    size = (5 * factor[0], 7 * factor[1])
-    expected = F.avg_pool2d(
-        F.interpolate(coarse, size=size, mode="bilinear", align_corners=False), factor
-    )
-    actual = coarse_cell_means(coarse, size)
-    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
-    weights = torch.randn_like(expected)
-    grads = [torch.autograd.grad((v * weights).sum(), coarse)[0] for v in (actual, expected)]
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
-    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    grad = _cell_means_match_the_upsampling(coarse, factor)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
     taps = (loss_module._side_tap(5, factor[0]), loss_module._side_tap(7, factor[1]))
     by_adds = loss_module._three_tap(loss_module._three_tap(coarse, taps[0], 2), taps[1], 3)
     torch.testing.assert_close(loss_module._filter_cells(coarse, taps), by_adds)
