@@ -879,10 +879,10 @@ def _filter_cells(x: torch.Tensor, taps: tuple[float, float]) -> torch.Tensor:
     Three forms, the same values up to rounding, picked by what is fastest on this project's
     CPU (docs/training.md "Speed"): contiguous (NCHW) maps as two products with the axes' (h, h)
     and (w, w) band matrices (K = 21 and 150, bf16: -0.45 ms against the narrowed adds, whose
-    steps along the contiguous last axis are short); channels_last maps of 32 classes or more as one depthwise
-    3 x 3 convolution of the replicate-padded maps (oneDNN; K = 150: -2.7 ms); fewer classes in
-    channels_last as the narrowed adds of :func:`_three_tap`. GPUs take the convolution (two
-    kernels instead of ~20; not measured here)."""
+    steps along the contiguous last axis are short); channels_last maps of 32 classes or more as
+    one depthwise 3 x 3 convolution of the replicate-padded maps (oneDNN; K = 150: -2.7 ms);
+    fewer classes in channels_last as the narrowed adds of :func:`_three_tap`. GPUs take the
+    convolution (two kernels instead of ~20; not measured here)."""
     cpu = x.device.type == "cpu"
     if cpu and x.is_contiguous():
         batch, classes, height, width = x.shape
